@@ -1,0 +1,60 @@
+"""One request's log record, filled in along the request path and written once.
+
+The record is created when a request arrives and submitted to the log writer in a
+``finally`` when it ends, whatever happened (success, bad input, upstream error,
+client disconnect, cancellation), so every request is exactly one row.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from .providers.base import Usage
+
+#: Not an HTTP status a server sends; nginx's convention for "client closed request".
+CLIENT_CLOSED = 499
+
+
+class RequestRecord:
+    __slots__ = ("attempts", "client_ip", "client_key_id", "client_name", "cost_usd",
+                 "error_type", "finish_reason", "model_answered", "model_requested",
+                 "price_version", "provider", "request_id", "started", "status", "stream",
+                 "ts", "ttft_ms", "usage")
+
+    def __init__(self, client_ip: str | None) -> None:
+        self.request_id = "req_" + uuid.uuid4().hex
+        self.ts = time.time()
+        self.started = time.perf_counter()
+        self.client_ip = client_ip
+        self.client_key_id: int | None = None
+        self.client_name: str | None = None
+        self.provider: str | None = None
+        self.model_requested: str | None = None
+        self.model_answered: str | None = None
+        self.stream = False
+        self.status = 200
+        self.error_type: str | None = None
+        self.ttft_ms: float | None = None
+        self.usage: Usage | None = None
+        self.cost_usd: float | None = None
+        self.price_version: str | None = None
+        self.attempts = 0
+        self.finish_reason: str | None = None
+
+    def latency_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000.0
+
+    def to_row(self, latency_ms: float) -> tuple[Any, ...]:
+        """Values in ``db.REQUEST_COLUMNS`` order."""
+        u = self.usage or Usage()
+        return (
+            self.request_id, self.ts, self.client_key_id, self.client_name, self.client_ip,
+            self.provider, self.model_requested, self.model_answered, int(self.stream),
+            self.status, self.error_type, round(latency_ms, 3),
+            None if self.ttft_ms is None else round(self.ttft_ms, 3),
+            u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.cache_write_tokens,
+            u.reasoning_tokens, int(u.estimated), self.cost_usd, self.price_version,
+            self.attempts, self.finish_reason,
+        )
