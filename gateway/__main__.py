@@ -55,15 +55,21 @@ async def _serve(settings: Settings, ready: trio.Event | None = None) -> None:
 
     app: object = create_app(settings)
     if settings.server.trusted_hops > 0:
-        app = ProxyFixMiddleware(app, mode="legacy",  # type: ignore[arg-type]
-                                 trusted_hops=settings.server.trusted_hops)
+        app = ProxyFixMiddleware(
+            app,  # type: ignore[arg-type]
+            mode="legacy",
+            trusted_hops=settings.server.trusted_hops,
+        )
     config = hypercorn_config(settings)
 
     async def shutdown_trigger() -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
-                log.info("received %s: finishing in-flight requests (up to %gs)",
-                         signal.Signals(signum).name, settings.server.graceful_timeout)
+                log.info(
+                    "received %s: finishing in-flight requests (up to %gs)",
+                    signal.Signals(signum).name,
+                    settings.server.graceful_timeout,
+                )
                 return
 
     await serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
@@ -76,8 +82,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for w in warnings:
         log.warning("%s", w)
     enabled = sorted(settings.enabled_providers())
-    log.info("llm-proxy on http://%s:%d  database=%s  providers=%s", settings.server.host,
-             settings.server.port, settings.database_path, ", ".join(enabled) or "none")
+    log.info(
+        "llm-proxy on http://%s:%d  database=%s  providers=%s",
+        settings.server.host,
+        settings.server.port,
+        settings.database_path,
+        ", ".join(enabled) or "none",
+    )
     trio.run(_serve, settings)
     return 0
 
@@ -86,8 +97,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     settings, warnings = _load(args.config)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
-    print(f"{_config_path(args.config)}: ok; providers enabled: "
-          f"{', '.join(sorted(settings.enabled_providers())) or 'none'}")
+    print(
+        f"{_config_path(args.config)}: ok; providers enabled: "
+        f"{', '.join(sorted(settings.enabled_providers())) or 'none'}"
+    )
     return 0
 
 
@@ -120,8 +133,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm-proxy", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="config file (default: $LLM_PROXY_CONFIG or "
-                        "./config.toml)")
+    parser.add_argument(
+        "--config", help="config file (default: $LLM_PROXY_CONFIG or ./config.toml)"
+    )
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("serve", help="run the gateway (default)")
     p.add_argument("--config", dest="config_sub")

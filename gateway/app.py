@@ -21,8 +21,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(settings: Settings) -> GatewayASGI:
     services = Services(settings)
-    app = QuartTrio(__name__, template_folder=str(ROOT / "views"),
-                    static_folder=str(ROOT / "assets"), static_url_path="/assets")
+    app = QuartTrio(
+        __name__,
+        template_folder=str(ROOT / "views"),
+        static_folder=str(ROOT / "assets"),
+        static_url_path="/assets",
+    )
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
     app.config["BODY_TIMEOUT"] = 60
     app.config["RESPONSE_TIMEOUT"] = 60  # dashboard only; API streams never pass Quart

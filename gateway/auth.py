@@ -54,9 +54,14 @@ def new_key() -> str:
 
 def _principal(row: ClientKey) -> Principal:
     return Principal(
-        key_id=row.id, name=row.name, revoked=row.revoked_at is not None,
-        rpm_limit=row.rpm_limit, tpm_limit=row.tpm_limit, max_streams=row.max_streams,
-        budget_daily_usd=row.budget_daily_usd, budget_monthly_usd=row.budget_monthly_usd,
+        key_id=row.id,
+        name=row.name,
+        revoked=row.revoked_at is not None,
+        rpm_limit=row.rpm_limit,
+        tpm_limit=row.tpm_limit,
+        max_streams=row.max_streams,
+        budget_daily_usd=row.budget_daily_usd,
+        budget_monthly_usd=row.budget_monthly_usd,
         budget_total_usd=row.budget_total_usd,
     )
 
@@ -68,23 +73,32 @@ def create_key(db: peewee.SqliteDatabase, name: str) -> str:
     """Create a key named ``name``; returns the key (the only time it exists in clear)."""
     key = new_key()
     with db.connection_context():
-        ClientKey.create(name=name, key_hash=hash_key(key), key_prefix=key[:10],
-                         created_at=time.time())
+        ClientKey.create(
+            name=name, key_hash=hash_key(key), key_prefix=key[:10], created_at=time.time()
+        )
     return key
 
 
 def revoke_key(db: peewee.SqliteDatabase, name: str) -> bool:
     with db.connection_context():
-        n = (ClientKey.update(revoked_at=time.time())
-             .where((ClientKey.name == name) & ClientKey.revoked_at.is_null()).execute())
+        n = (
+            ClientKey.update(revoked_at=time.time())
+            .where((ClientKey.name == name) & ClientKey.revoked_at.is_null())
+            .execute()
+        )
     return bool(n)
 
 
 def list_keys(db: peewee.SqliteDatabase) -> list[dict[str, Any]]:
     with db.connection_context():
         return [
-            {"id": k.id, "name": k.name, "prefix": k.key_prefix, "created_at": k.created_at,
-             "revoked_at": k.revoked_at}
+            {
+                "id": k.id,
+                "name": k.name,
+                "prefix": k.key_prefix,
+                "created_at": k.created_at,
+                "revoked_at": k.revoked_at,
+            }
             for k in ClientKey.select().order_by(ClientKey.id)
         ]
 
@@ -101,8 +115,9 @@ def _load_one(db: peewee.SqliteDatabase, key_hash: str) -> Principal | None:
 
 
 class KeyStore:
-    def __init__(self, db: peewee.SqliteDatabase, limiter: trio.CapacityLimiter,
-                 refresh_seconds: float) -> None:
+    def __init__(
+        self, db: peewee.SqliteDatabase, limiter: trio.CapacityLimiter, refresh_seconds: float
+    ) -> None:
         self._db = db
         self._limiter = limiter
         self._refresh = refresh_seconds
@@ -110,8 +125,7 @@ class KeyStore:
         self._unknown: set[str] = set()
 
     async def load(self) -> None:
-        self._by_hash = await trio.to_thread.run_sync(_load_all, self._db,
-                                                      limiter=self._limiter)
+        self._by_hash = await trio.to_thread.run_sync(_load_all, self._db, limiter=self._limiter)
         self._unknown = set()
 
     async def run(self) -> None:
@@ -136,8 +150,9 @@ class KeyStore:
         key_hash = hashlib.sha256(token).hexdigest()
         principal = self._by_hash.get(key_hash)
         if principal is None and key_hash not in self._unknown:
-            principal = await trio.to_thread.run_sync(_load_one, self._db, key_hash,
-                                                      limiter=self._limiter)
+            principal = await trio.to_thread.run_sync(
+                _load_one, self._db, key_hash, limiter=self._limiter
+            )
             if principal is None:
                 if len(self._unknown) < 100_000:
                     self._unknown.add(key_hash)

@@ -17,8 +17,7 @@ import peewee
 from .errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
-_PRAGMAS = {"journal_mode": "wal", "synchronous": "normal", "busy_timeout": 5000,
-            "foreign_keys": 1}
+_PRAGMAS = {"journal_mode": "wal", "synchronous": "normal", "busy_timeout": 5000, "foreign_keys": 1}
 
 
 class BaseModel(peewee.Model):
@@ -94,7 +93,9 @@ def open_database(path: Path) -> peewee.SqliteDatabase:
     db.bind(MODELS)
     try:
         with db.connection_context():
-            db.connection().executescript(SCHEMA_PATH.read_text(encoding="utf-8"))
+            db.connection().executescript(  # type: ignore[no-untyped-call]
+                SCHEMA_PATH.read_text(encoding="utf-8")
+            )
         path.chmod(0o600)
     except (peewee.OperationalError, sqlite3.OperationalError, OSError) as exc:
         raise ConfigError(f"database.path: cannot open {path}: {exc}") from exc
@@ -107,4 +108,4 @@ def insert_requests(db: peewee.SqliteDatabase, rows: list[tuple[Any, ...]]) -> N
         ", ".join(REQUEST_COLUMNS), ", ".join("?" * len(REQUEST_COLUMNS))
     )
     with db.connection_context(), db.atomic():
-        db.connection().executemany(sql, rows)
+        db.connection().executemany(sql, rows)  # type: ignore[no-untyped-call]

@@ -30,8 +30,9 @@ def build_client(provider: ProviderSettings) -> httpx.AsyncClient:
         max_keepalive_connections=provider.max_connections,
         keepalive_expiry=30.0,
     )
-    return httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False,
-                             follow_redirects=False)
+    return httpx.AsyncClient(
+        timeout=timeout, limits=limits, trust_env=False, follow_redirects=False
+    )
 
 
 @contextmanager

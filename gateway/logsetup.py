@@ -13,9 +13,20 @@ from typing import Any
 
 import orjson
 
-_FIELDS = ("request_id", "client_name", "client_ip", "provider", "model_requested",
-           "model_answered", "status", "error_type", "ttft_ms", "cost_usd", "attempts",
-           "stream")
+_FIELDS = (
+    "request_id",
+    "client_name",
+    "client_ip",
+    "provider",
+    "model_requested",
+    "model_answered",
+    "status",
+    "error_type",
+    "ttft_ms",
+    "cost_usd",
+    "attempts",
+    "stream",
+)
 
 
 class JSONFormatter(logging.Formatter):

@@ -115,8 +115,12 @@ class LogWriter:
                 await trio.to_thread.run_sync(self._write_batch, batch, limiter=self._limiter)
             except Exception as exc:  # sqlite errors: locked, read-only, disk full, ...
                 self._failed += 1
-                log.warning("log write of %d rows failed (%s); retrying in %.2fs",
-                            len(batch), exc.__class__.__name__, delay)
+                log.warning(
+                    "log write of %d rows failed (%s); retrying in %.2fs",
+                    len(batch),
+                    exc.__class__.__name__,
+                    delay,
+                )
                 await trio.sleep(delay)
                 delay = min(delay * 2, self._retry_max)
                 continue

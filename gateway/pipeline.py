@@ -33,8 +33,13 @@ class JSONReply:
         self.headers = headers
 
 
-async def handle_chat(svc: Services, raw_body: bytes, authorization: bytes | None,
-                      record: RequestRecord, sink: relay.StreamSink) -> JSONReply | None:
+async def handle_chat(
+    svc: Services,
+    raw_body: bytes,
+    authorization: bytes | None,
+    record: RequestRecord,
+    sink: relay.StreamSink,
+) -> JSONReply | None:
     """Serve one chat completion. Returns the reply, or None when it was streamed into
     ``sink``. Raises ``GatewayError`` for anything that fails before a stream starts."""
     principal = await svc.keys.authenticate(authorization)

@@ -18,10 +18,26 @@ CLIENT_CLOSED = 499
 
 
 class RequestRecord:
-    __slots__ = ("attempts", "client_ip", "client_key_id", "client_name", "cost_usd",
-                 "error_type", "finish_reason", "model_answered", "model_requested",
-                 "price_version", "provider", "request_id", "started", "status", "stream",
-                 "ts", "ttft_ms", "usage")
+    __slots__ = (
+        "attempts",
+        "client_ip",
+        "client_key_id",
+        "client_name",
+        "cost_usd",
+        "error_type",
+        "finish_reason",
+        "model_answered",
+        "model_requested",
+        "price_version",
+        "provider",
+        "request_id",
+        "started",
+        "status",
+        "stream",
+        "ts",
+        "ttft_ms",
+        "usage",
+    )
 
     def __init__(self, client_ip: str | None) -> None:
         self.request_id = "req_" + uuid.uuid4().hex
@@ -50,11 +66,27 @@ class RequestRecord:
         """Values in ``db.REQUEST_COLUMNS`` order."""
         u = self.usage or Usage()
         return (
-            self.request_id, self.ts, self.client_key_id, self.client_name, self.client_ip,
-            self.provider, self.model_requested, self.model_answered, int(self.stream),
-            self.status, self.error_type, round(latency_ms, 3),
+            self.request_id,
+            self.ts,
+            self.client_key_id,
+            self.client_name,
+            self.client_ip,
+            self.provider,
+            self.model_requested,
+            self.model_answered,
+            int(self.stream),
+            self.status,
+            self.error_type,
+            round(latency_ms, 3),
             None if self.ttft_ms is None else round(self.ttft_ms, 3),
-            u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.cache_write_tokens,
-            u.reasoning_tokens, int(u.estimated), self.cost_usd, self.price_version,
-            self.attempts, self.finish_reason,
+            u.prompt_tokens,
+            u.completion_tokens,
+            u.cached_tokens,
+            u.cache_write_tokens,
+            u.reasoning_tokens,
+            int(u.estimated),
+            self.cost_usd,
+            self.price_version,
+            self.attempts,
+            self.finish_reason,
         )

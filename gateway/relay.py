@@ -51,16 +51,17 @@ def sse_error(exc: GatewayError) -> bytes:
     return b"data: " + orjson.dumps(exc.envelope()) + b"\n\n"
 
 
-async def _send(client: httpx.AsyncClient, req: UpstreamRequest, provider: str,
-                stream: bool) -> httpx.Response:
-    request = client.build_request(req.method, req.url, headers=req.headers,
-                                   content=req.content)
+async def _send(
+    client: httpx.AsyncClient, req: UpstreamRequest, provider: str, stream: bool
+) -> httpx.Response:
+    request = client.build_request(req.method, req.url, headers=req.headers, content=req.content)
     with map_transport_errors(provider):
         return await client.send(request, stream=stream)
 
 
-async def _raise_for_status(response: httpx.Response, adapter: ProviderAdapter,
-                            provider: str, stream: bool) -> None:
+async def _raise_for_status(
+    response: httpx.Response, adapter: ProviderAdapter, provider: str, stream: bool
+) -> None:
     if response.status_code < 400:
         return
     if stream:
@@ -70,15 +71,19 @@ async def _raise_for_status(response: httpx.Response, adapter: ProviderAdapter,
     raise adapter.classify_error(response.status_code, headers, response.content)
 
 
-async def complete(client: httpx.AsyncClient, adapter: ProviderAdapter, chat: ChatRequest,
-                   target: Target, deadline: float) -> ChatResult:
+async def complete(
+    client: httpx.AsyncClient,
+    adapter: ProviderAdapter,
+    chat: ChatRequest,
+    target: Target,
+    deadline: float,
+) -> ChatResult:
     """A non-streamed call. Raises ``GatewayError`` subclasses."""
     req = adapter.build_chat(chat, target)
     with trio.move_on_after(deadline) as scope:
         response = await _send(client, req, target.provider, stream=False)
     if scope.cancelled_caught:
-        raise UpstreamTimeout(f"provider {target.provider} did not answer within "
-                              f"{deadline:g}s")
+        raise UpstreamTimeout(f"provider {target.provider} did not answer within {deadline:g}s")
     await _raise_for_status(response, adapter, target.provider, stream=False)
     return adapter.parse_chat(response.content, chat, target)
 
@@ -97,13 +102,19 @@ class StreamOutcome:
         self.translator: object | None = None
 
 
-async def _pump(response: httpx.Response, decoder: SSEDecoder, translator: StreamTranslator,
-                sink: StreamSink, outcome: StreamOutcome) -> None:
+async def _pump(
+    response: httpx.Response,
+    decoder: SSEDecoder,
+    translator: StreamTranslator,
+    sink: StreamSink,
+    outcome: StreamOutcome,
+) -> None:
     """Upstream reads -> translated SSE events -> one client write per read."""
-    async with aclosing(response.aiter_bytes()) as upstream_bytes:
+    async with aclosing(response.aiter_bytes()) as upstream_bytes:  # type: ignore[type-var]
         async for raw in upstream_bytes:
-            out = [b"data: " + p + b"\n\n"
-                   for data in decoder.feed(raw) for p in translator.feed(data)]
+            out = [
+                b"data: " + p + b"\n\n" for data in decoder.feed(raw) for p in translator.feed(data)
+            ]
             if out:
                 if outcome.first_chunk_at is None:
                     outcome.first_chunk_at = time.perf_counter()
@@ -137,8 +148,11 @@ async def stream(
             try:
                 with map_transport_errors(target.provider):
                     await _pump(response, decoder, translator, sink, outcome)
-                tail = [b"data: " + p + b"\n\n"
-                        for data in decoder.close() for p in translator.feed(data)]
+                tail = [
+                    b"data: " + p + b"\n\n"
+                    for data in decoder.close()
+                    for p in translator.feed(data)
+                ]
                 tail += [b"data: " + p + b"\n\n" for p in translator.close()]
                 if translator.finish_reason is None:
                     raise UpstreamProtocolError(
@@ -156,9 +170,10 @@ async def stream(
                 with trio.move_on_after(1):
                     await response.aclose()
     if scope.cancelled_caught:
-        exc = UpstreamTimeout(f"stream from provider {target.provider} exceeded its "
-                              f"{deadline:g}s deadline")
+        timeout = UpstreamTimeout(
+            f"stream from provider {target.provider} exceeded its {deadline:g}s deadline"
+        )
         if not outcome.started:
-            raise exc
-        outcome.error = exc
-        await sink.send(sse_error(exc) + DONE)
+            raise timeout
+        outcome.error = timeout
+        await sink.send(sse_error(timeout) + DONE)

@@ -43,8 +43,9 @@ class Router:
         self._aliases = settings.aliases
 
     def _target(self, name: str, p: ProviderSettings, model: str) -> Target:
-        return Target(provider=name, kind=p.kind, model=model, base_url=p.base_url,
-                      api_key=p.api_key)
+        return Target(
+            provider=name, kind=p.kind, model=model, base_url=p.base_url, api_key=p.api_key
+        )
 
     def _enabled(self, name: str, requested: str) -> ProviderSettings:
         p = self._providers.get(name)
@@ -56,40 +57,49 @@ class Router:
             )
         return p
 
-    def resolve(self, requested: str,
-                extra_models: Mapping[str, frozenset[str]] | None = None) -> Target:
+    def resolve(
+        self, requested: str, extra_models: Mapping[str, frozenset[str]] | None = None
+    ) -> Target:
         model = self._aliases.get(requested, requested)
         name, sep, rest = model.partition("/")
         if sep and name in self._providers:
             if not rest:
-                raise ModelNotFound(f"The model `{requested}` names no model after "
-                                    f"`{name}/`.", param="model")
+                raise ModelNotFound(
+                    f"The model `{requested}` names no model after `{name}/`.", param="model"
+                )
             return self._target(name, self._enabled(name, requested), rest)
         if model in self._providers:
             p = self._enabled(model, requested)
             if not p.default_model:
-                raise ModelNotFound(f"Provider {model} has no default_model; name a model "
-                                    f"as `{model}/<model>`.", param="model")
+                raise ModelNotFound(
+                    f"Provider {model} has no default_model; name a model as `{model}/<model>`.",
+                    param="model",
+                )
             return self._target(model, p, p.default_model)
         kind = family_of(model)
         if kind is not None:
             # Prefer a provider named like the family, then any enabled one of that kind.
-            candidates = [kind] + [n for n, p in self._providers.items()
-                                   if p.kind == kind and n != kind]
+            candidates = [kind] + [
+                n for n, p in self._providers.items() if p.kind == kind and n != kind
+            ]
             for n in candidates:
-                p = self._providers.get(n)
-                if p is not None and p.enabled:
-                    return self._target(n, p, model)
+                found = self._providers.get(n)
+                if found is not None and found.enabled:
+                    return self._target(n, found, model)
             self._enabled(kind, requested)  # raises with the reason
         for n, p in self._providers.items():
-            if p.enabled and (model in p.models
-                              or model in (extra_models or {}).get(n, frozenset())):
+            if p.enabled and (
+                model in p.models or model in (extra_models or {}).get(n, frozenset())
+            ):
                 return self._target(n, p, model)
-        raise ModelNotFound(f"The model `{requested}` does not exist or is not served by "
-                            "any enabled provider.", param="model")
+        raise ModelNotFound(
+            f"The model `{requested}` does not exist or is not served by any enabled provider.",
+            param="model",
+        )
 
-    def listed_models(self, extra_models: Mapping[str, frozenset[str]] | None = None
-                      ) -> list[tuple[str, str]]:
+    def listed_models(
+        self, extra_models: Mapping[str, frozenset[str]] | None = None
+    ) -> list[tuple[str, str]]:
         """(model id as clients should send it, provider) for every enabled provider."""
         out: list[tuple[str, str]] = []
         seen: set[str] = set()

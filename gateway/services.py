@@ -82,8 +82,7 @@ class Services:
         text = "".join(getattr(translator, "delivered_text", []))
         if not text:
             return None
-        return Usage(completion_tokens=math.ceil(len(text.encode("utf-8")) / 4),
-                     estimated=True)
+        return Usage(completion_tokens=math.ceil(len(text.encode("utf-8")) / 4), estimated=True)
 
     def finish(self, record: RequestRecord) -> None:
         """The request is over: one log row, one access-log line. Never blocks."""
@@ -94,9 +93,14 @@ class Services:
             access_log.info(
                 "%s client=%s model=%s provider=%s status=%d latency_ms=%.1f "
                 "tokens=%s/%s cost=%s%s",
-                record.request_id, record.client_name or "-", record.model_requested or "-",
-                record.provider or "-", record.status, latency,
-                u.prompt_tokens if u else "-", u.completion_tokens if u else "-",
+                record.request_id,
+                record.client_name or "-",
+                record.model_requested or "-",
+                record.provider or "-",
+                record.status,
+                latency,
+                u.prompt_tokens if u else "-",
+                u.completion_tokens if u else "-",
                 "-" if record.cost_usd is None else f"{record.cost_usd:.6f}",
                 f" error={record.error_type}" if record.error_type else "",
                 extra={"request": record},

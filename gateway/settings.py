@@ -65,16 +65,33 @@ class AuthSettings:
 
 
 _KNOWN_PROVIDERS: dict[str, dict[str, Any]] = {
-    "openai": {"base_url": "https://api.openai.com/v1", "default_model": "gpt-4o",
-               "api_key_env": "OPENAI_API_KEY"},
-    "gemini": {"base_url": "https://generativelanguage.googleapis.com/v1beta",
-               "default_model": "gemini-2.0-flash", "api_key_env": "GEMINI_API_KEY"},
-    "deepseek": {"base_url": "https://api.deepseek.com", "default_model": "deepseek-reasoner",
-                 "api_key_env": "DEEPSEEK_API_KEY"},
-    "grok": {"base_url": "https://api.x.ai/v1", "default_model": "grok-beta",
-             "api_key_env": "GROK_API_KEY", "enabled": False},
-    "ollama": {"base_url": "http://localhost:11434/v1", "default_model": "",
-               "api_key_env": "", "enabled": False},
+    "openai": {
+        "base_url": "https://api.openai.com/v1",
+        "default_model": "gpt-4o",
+        "api_key_env": "OPENAI_API_KEY",
+    },
+    "gemini": {
+        "base_url": "https://generativelanguage.googleapis.com/v1beta",
+        "default_model": "gemini-2.0-flash",
+        "api_key_env": "GEMINI_API_KEY",
+    },
+    "deepseek": {
+        "base_url": "https://api.deepseek.com",
+        "default_model": "deepseek-reasoner",
+        "api_key_env": "DEEPSEEK_API_KEY",
+    },
+    "grok": {
+        "base_url": "https://api.x.ai/v1",
+        "default_model": "grok-beta",
+        "api_key_env": "GROK_API_KEY",
+        "enabled": False,
+    },
+    "ollama": {
+        "base_url": "http://localhost:11434/v1",
+        "default_model": "",
+        "api_key_env": "",
+        "enabled": False,
+    },
 }
 #: Providers that run without a key (local servers).
 KEYLESS = frozenset({"ollama"})
@@ -87,7 +104,7 @@ class ProviderSettings:
     base_url: str = _f("", "API base URL; point it at a compatible server or a test fake.")
     default_model: str = _f("", "Model used when a client names only the provider.")
     api_key_env: str = _f("", "Environment variable holding the API key.")
-    models: list[str] = _f([], "Model ids listed in /v1/models besides the catalogue's.")
+    models: list[str] = _f([], "Model ids listed in /v1/models besides the catalogue's.")  # noqa: RUF009
     connect_timeout: float = _f(10.0, "Seconds to connect to the provider.")
     read_timeout: float = _f(300.0, "Seconds to wait for the first byte and between chunks.")
     deadline: float = _f(3600.0, "Overall seconds a request or stream may take.")
@@ -123,8 +140,7 @@ def _check_type(value: Any, tp: Any, path: str) -> Any:
         for arg in typing.get_args(tp):
             if arg is type(None) and value is None:
                 return None
-        return _check_type(value, next(a for a in typing.get_args(tp) if a is not type(None)),
-                           path)
+        return _check_type(value, next(a for a in typing.get_args(tp) if a is not type(None)), path)
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
@@ -151,8 +167,9 @@ def _unknown(key: str, known: list[str], path: str) -> ConfigError:
     return ConfigError(f"{path}: unknown key{suffix}")
 
 
-def _build(cls: type[Any], data: Mapping[str, Any], path: str,
-           defaults: Mapping[str, Any] | None = None) -> Any:
+def _build(
+    cls: type[Any], data: Mapping[str, Any], path: str, defaults: Mapping[str, Any] | None = None
+) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: expected a table")
     hints = typing.get_type_hints(cls)
@@ -185,8 +202,10 @@ def _validate(s: Settings) -> None:
     for name, p in s.providers.items():
         # A disabled built-in provider needs no adapter; anything else must name one.
         if p.kind not in ADAPTERS and (p.enabled or p.kind != name):
-            raise ConfigError(f"providers.{name}.kind: unknown adapter {p.kind!r}; "
-                              f"known: {', '.join(sorted(ADAPTERS))}")
+            raise ConfigError(
+                f"providers.{name}.kind: unknown adapter {p.kind!r}; "
+                f"known: {', '.join(sorted(ADAPTERS))}"
+            )
         if not p.base_url.startswith(("http://", "https://")):
             raise ConfigError(f"providers.{name}.base_url: must start with http:// or https://")
         for t in ("connect_timeout", "read_timeout", "deadline"):
@@ -226,13 +245,15 @@ def settings_from_mapping(
         p: ProviderSettings = _build(ProviderSettings, raw, f"providers.{name}", defaults)
         if not p.kind:
             p = dataclasses.replace(p, kind=name)
-        key = env.get(p.api_key_env) if p.api_key_env else None
-        if p.enabled and not key and p.kind not in KEYLESS and name not in KEYLESS:
+        api_key = env.get(p.api_key_env) if p.api_key_env else None
+        if p.enabled and not api_key and p.kind not in KEYLESS and name not in KEYLESS:
             var = p.api_key_env or "(no api_key_env set)"
-            warnings.append(f"providers.{name}: enabled but {var} is not set; "
-                            "starting with this provider disabled")
+            warnings.append(
+                f"providers.{name}: enabled but {var} is not set; "
+                "starting with this provider disabled"
+            )
             p = dataclasses.replace(p, enabled=False)
-        providers[name] = dataclasses.replace(p, api_key=key or None)
+        providers[name] = dataclasses.replace(p, api_key=api_key or None)
     aliases = data.get("aliases", {})
     if not isinstance(aliases, Mapping):
         raise ConfigError("aliases: expected a table")
@@ -249,8 +270,9 @@ def settings_from_mapping(
     return settings, warnings
 
 
-def load_settings(path: Path, *, env: Mapping[str, str] | None = None
-                  ) -> tuple[Settings, list[str]]:
+def load_settings(
+    path: Path, *, env: Mapping[str, str] | None = None
+) -> tuple[Settings, list[str]]:
     """Read and validate a config file. A missing file means all defaults."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}

@@ -39,8 +39,9 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     if model is None:
         raise BadRequest("you must provide a model parameter", param="model")
     if not isinstance(model, str) or not model.strip():
-        raise BadRequest(f"model must be a non-empty string, got {_type_name(model)}.",
-                         param="model")
+        raise BadRequest(
+            f"model must be a non-empty string, got {_type_name(model)}.", param="model"
+        )
     messages = body.get("messages")
     if messages is None:
         raise BadRequest("Missing required parameter: 'messages'.", param="messages")
@@ -51,12 +52,16 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
             raise BadRequest(f"messages[{i}] must be an object.", param=f"messages[{i}]")
         role = m.get("role")
         if role not in _ROLES:
-            raise BadRequest(f"messages[{i}].role must be one of {sorted(_ROLES)}, "
-                             f"got {role!r}.", param=f"messages[{i}].role")
+            raise BadRequest(
+                f"messages[{i}].role must be one of {sorted(_ROLES)}, got {role!r}.",
+                param=f"messages[{i}].role",
+            )
         content = m.get("content")
         if content is not None and not isinstance(content, (str, list)):
-            raise BadRequest(f"messages[{i}].content must be a string or an array.",
-                             param=f"messages[{i}].content")
+            raise BadRequest(
+                f"messages[{i}].content must be a string or an array.",
+                param=f"messages[{i}].content",
+            )
     stream = body.get("stream", False)
     if stream is None:
         stream = False
@@ -77,5 +82,4 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     if tools is not None and not isinstance(tools, list):
         raise BadRequest("'tools' must be an array.", param="tools")
     include_usage = bool(stream and isinstance(opts, dict) and opts.get("include_usage"))
-    return ChatRequest(body=body, model=model.strip(), stream=stream,
-                       include_usage=include_usage)
+    return ChatRequest(body=body, model=model.strip(), stream=stream, include_usage=include_usage)

@@ -90,7 +90,7 @@ class Gateway:
         """The request rows, once ``n`` of them are on disk (a request is logged
         just after its response is sent, so a client can finish first)."""
         with trio.fail_after(5):
-            while len(rows := self.rows(where)) < n:
+            while len(rows := self.rows(where)) < n:  # noqa: ASYNC110 (polls the file)
                 await trio.sleep(0.01)
         return rows
 
@@ -98,8 +98,9 @@ class Gateway:
         """An ``openai.AsyncOpenAI`` pointed at the gateway (closed at teardown)."""
         import openai
 
-        client = openai.AsyncOpenAI(base_url=self.base_url, api_key=key or self.key,
-                                    max_retries=0, timeout=10)
+        client = openai.AsyncOpenAI(
+            base_url=self.base_url, api_key=key or self.key, max_retries=0, timeout=10
+        )
         self.clients.append(client)
         return client
 

@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from tests.conftest import PROVIDER_KEY, Gateway
-from tests.fakes.upstream import FakeUpstream, Reply, fixture, sse_events
+from tests.fakes.upstream import Reply, fixture, sse_events
 
 
 def sdk(gw: Gateway, key: str | None = None) -> openai.AsyncOpenAI:
@@ -56,14 +56,18 @@ async def test_stream_relays_chunks_and_hides_usage_the_client_did_not_ask_for(g
         for e in (ev.decode().strip() for ev in sse_events(fixture("openai_stream_text.sse")))
         if e.startswith("data: {")
     )
-    assert text == expected and text
+    assert text == expected
+    assert text
     assert all(c.choices for c in chunks), "usage-only chunk leaked to a client not asking"
     # The gateway always asks the upstream for usage, to meter the stream.
     assert upstream.requests[-1].json()["stream_options"] == {"include_usage": True}
     (row,) = await gateway.wait_rows(1)
-    assert row["stream"] == 1 and row["status"] == 200
-    assert row["completion_tokens"] > 0 and row["tokens_estimated"] == 0
-    assert row["ttft_ms"] is not None and row["ttft_ms"] <= row["latency_ms"]
+    assert row["stream"] == 1
+    assert row["status"] == 200
+    assert row["completion_tokens"] > 0
+    assert row["tokens_estimated"] == 0
+    assert row["ttft_ms"] is not None
+    assert row["ttft_ms"] <= row["latency_ms"]
 
 
 async def test_stream_passes_usage_chunk_when_client_asks(gateway):
@@ -203,14 +207,16 @@ async def test_upstream_errors_map_to_sdk_exceptions(
         )
     assert info.value.status_code == client_status
     text = info.value.response.text
-    assert PROVIDER_KEY not in text and "SECRET" not in text
+    assert PROVIDER_KEY not in text
+    assert "SECRET" not in text
     if fixture_name and upstream_status != 401:
         upstream_msg = json.loads(body)["error"]["message"]
         assert info.value.response.json()["error"]["message"] == upstream_msg
     if upstream_status == 429:
         assert info.value.response.headers["retry-after"] == "7"
     (row,) = await gateway.wait_rows(1)
-    assert row["status"] == client_status and row["error_type"]
+    assert row["status"] == client_status
+    assert row["error_type"]
 
 
 async def test_upstream_refusing_connections_is_502(nursery, tmp_path):
@@ -270,7 +276,8 @@ async def test_stream_cut_midway_ends_with_error_event_then_done(gateway, upstre
     assert len(events) == 3 + 2
     (row,) = await gateway.wait_rows(1)
     assert row["error_type"] == "upstream_protocol_error"
-    assert row["completion_tokens"] > 0 and row["tokens_estimated"] == 1
+    assert row["completion_tokens"] > 0
+    assert row["tokens_estimated"] == 1
 
 
 async def test_error_inside_upstream_stream_is_relayed_as_sse_error(gateway, upstream):
@@ -286,8 +293,9 @@ async def test_error_inside_upstream_stream_is_relayed_as_sse_error(gateway, ups
 async def test_client_disconnect_mid_stream_closes_upstream_and_logs(gateway, upstream):
     events = sse_events(fixture("openai_stream_text.sse"))
     upstream.push(Reply(chunks=events, chunk_delay=0.05))
-    async with gateway.client() as client:
-        async with client.stream(
+    async with (
+        gateway.client() as client,
+        client.stream(
             "POST",
             "/v1/chat/completions",
             json={
@@ -295,15 +303,18 @@ async def test_client_disconnect_mid_stream_closes_upstream_and_logs(gateway, up
                 "stream": True,
                 "messages": [{"role": "user", "content": "Hi"}],
             },
-        ) as resp:
-            got = 0
-            async for _ in resp.aiter_bytes():
-                got += 1
-                if got == 2:
-                    break
+        ) as resp,
+    ):
+        got = 0
+        async for _ in resp.aiter_bytes():
+            got += 1
+            if got == 2:
+                break
     with trio.fail_after(1):
         await upstream.wait_disconnect()
     assert upstream.disconnects == 1
     (row,) = await gateway.wait_rows(1)
-    assert row["status"] == 499 and row["error_type"] == "client_disconnected"
-    assert row["completion_tokens"] > 0 and row["tokens_estimated"] == 1
+    assert row["status"] == 499
+    assert row["error_type"] == "client_disconnected"
+    assert row["completion_tokens"] > 0
+    assert row["tokens_estimated"] == 1

@@ -22,8 +22,14 @@ from .base import ChatRequest, ChatResult, Target, UpstreamRequest, Usage
 
 #: o-series reasoning models: no max_tokens, no sampling knobs.
 _REASONING_MODEL = re.compile(r"^(o1|o3|o4)(-|$)")
-_DROPPED_FOR_REASONING = ("temperature", "top_p", "presence_penalty", "frequency_penalty",
-                          "logprobs", "top_logprobs")
+_DROPPED_FOR_REASONING = (
+    "temperature",
+    "top_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "logprobs",
+    "top_logprobs",
+)
 
 
 def _int(value: Any) -> int:
@@ -97,7 +103,9 @@ class OpenAIStreamTranslator:
             msg, typ, code, _ = error_fields(data)
             raise UpstreamStatusError(
                 msg or "provider reported an error mid-stream",
-                upstream_status=502, openai_type=typ, code=code,
+                upstream_status=502,
+                openai_type=typ,
+                code=code,
             )
         if self.model is None and isinstance(chunk.get("model"), str):
             self.model = chunk["model"]
@@ -243,8 +251,7 @@ class OpenAIAdapter:
     # -- models --------------------------------------------------------------------
 
     def build_models(self, target: Target) -> UpstreamRequest:
-        return UpstreamRequest("GET", f"{target.base_url.rstrip('/')}/models",
-                               self.headers(target))
+        return UpstreamRequest("GET", f"{target.base_url.rstrip('/')}/models", self.headers(target))
 
     def parse_models(self, body: bytes) -> list[str]:
         try:
@@ -262,7 +269,9 @@ def _fold_system_into_user(body: dict[str, Any]) -> None:
     messages = body.get("messages")
     if not isinstance(messages, list):
         return
-    system = [m for m in messages if isinstance(m, dict) and m.get("role") in ("system", "developer")]
+    system = [
+        m for m in messages if isinstance(m, dict) and m.get("role") in ("system", "developer")
+    ]
     if not system:
         return
     rest = [m for m in messages if m not in system]

@@ -86,15 +86,15 @@ class _Sink:
 
     async def start(self) -> None:
         self.started = True
-        await self._send({"type": "http.response.start", "status": 200,
-                          "headers": self._headers})
+        await self._send({"type": "http.response.start", "status": 200, "headers": self._headers})
 
     async def send(self, data: bytes) -> None:
         await self._send({"type": "http.response.body", "body": data, "more_body": True})
 
 
-async def send_json(send: Send, status: int, body: bytes,
-                    headers: list[tuple[bytes, bytes]]) -> None:
+async def send_json(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
@@ -111,8 +111,7 @@ async def chat_completions(svc: Services, scope: Scope, receive: Receive, send: 
     svc.in_flight += 1
     try:
         if scope["method"] != "POST":
-            await send_error(send, MethodNotAllowed("Use POST for /v1/chat/completions."),
-                             record)
+            await send_error(send, MethodNotAllowed("Use POST for /v1/chat/completions."), record)
             return
         try:
             raw = await read_body(receive, scope, svc.settings.server.max_body_bytes)
@@ -135,13 +134,11 @@ async def chat_completions(svc: Services, scope: Scope, receive: Receive, send: 
 
             nursery.start_soon(watch_disconnect)
             try:
-                reply = await handle_chat(svc, raw, header(scope, b"authorization"), record,
-                                          sink)
+                reply = await handle_chat(svc, raw, header(scope, b"authorization"), record, sink)
                 # From here the answer is complete: a disconnect is no longer a 499.
                 done = True
                 if reply is None:
-                    await send({"type": "http.response.body", "body": b"",
-                                "more_body": False})
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
                 else:
                     reply.headers.append((b"x-request-id", record.request_id.encode()))
                     await send_json(send, reply.status, reply.body, reply.headers)
@@ -154,12 +151,26 @@ async def chat_completions(svc: Services, scope: Scope, receive: Receive, send: 
                 log.exception("internal error serving %s", record.request_id)
                 record.status, record.error_type = 500, "internal_error"
                 if not sink.started:
-                    await send_json(send, 500, orjson.dumps({"error": {
-                        "message": f"Internal gateway error ({exc.__class__.__name__}); "
-                                   f"request id {record.request_id}.",
-                        "type": "server_error", "param": None, "code": "internal_error"}}),
-                        [(b"content-type", b"application/json"),
-                         (b"x-request-id", record.request_id.encode())])
+                    await send_json(
+                        send,
+                        500,
+                        orjson.dumps(
+                            {
+                                "error": {
+                                    "message": "Internal gateway error "
+                                    f"({exc.__class__.__name__}); "
+                                    f"request id {record.request_id}.",
+                                    "type": "server_error",
+                                    "param": None,
+                                    "code": "internal_error",
+                                }
+                            }
+                        ),
+                        [
+                            (b"content-type", b"application/json"),
+                            (b"x-request-id", record.request_id.encode()),
+                        ],
+                    )
             finally:
                 nursery.cancel_scope.cancel()
     finally:
@@ -173,19 +184,26 @@ async def models(svc: Services, scope: Scope, receive: Receive, send: Send) -> N
     try:
         principal = await svc.keys.authenticate(header(scope, b"authorization"))
     except GatewayError as exc:
-        await send_json(send, exc.status, error_body(exc),
-                        error_headers(exc, record.request_id))
+        await send_json(send, exc.status, error_body(exc), error_headers(exc, record.request_id))
         return
     del principal
     created = int(time.time())
-    data = [{"id": mid, "object": "model", "created": created, "owned_by": provider}
-            for mid, provider in svc.router.listed_models(svc.live_models())]
-    await send_json(send, 200, orjson.dumps({"object": "list", "data": data}),
-                    [(b"content-type", b"application/json"),
-                     (b"x-request-id", record.request_id.encode())])
+    data = [
+        {"id": mid, "object": "model", "created": created, "owned_by": provider}
+        for mid, provider in svc.router.listed_models(svc.live_models())
+    ]
+    await send_json(
+        send,
+        200,
+        orjson.dumps({"object": "list", "data": data}),
+        [(b"content-type", b"application/json"), (b"x-request-id", record.request_id.encode())],
+    )
 
 
 async def health(svc: Services, scope: Scope, receive: Receive, send: Send) -> None:
-    body = {"status": "ok", "in_flight": svc.in_flight,
-            "providers": sorted(svc.settings.enabled_providers())}
+    body = {
+        "status": "ok",
+        "in_flight": svc.in_flight,
+        "providers": sorted(svc.settings.enabled_providers()),
+    }
     await send_json(send, 200, orjson.dumps(body), [(b"content-type", b"application/json")])

@@ -38,7 +38,8 @@ class GatewayASGI:
                 return
             if path.startswith("/v1/"):
                 exc = NotFound(f"Unknown API path {path}.")
-                await api.send_json(send, 404, error_body(exc),
-                                    [(b"content-type", b"application/json")])
+                await api.send_json(
+                    send, 404, error_body(exc), [(b"content-type", b"application/json")]
+                )
                 return
         await self.quart(scope, receive, send)
