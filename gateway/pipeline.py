@@ -52,6 +52,7 @@ async def handle_chat(
 
     target = svc.router.resolve(chat.model, svc.live_models())
     record.provider = target.provider
+    record.upstream_model = target.model
     adapter = svc.adapters[target.kind]
     client = svc.clients[target.provider]
     deadline = svc.settings.providers[target.provider].deadline

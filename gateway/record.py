@@ -36,6 +36,7 @@ class RequestRecord:
         "stream",
         "ts",
         "ttft_ms",
+        "upstream_model",
         "usage",
     )
 
@@ -47,6 +48,7 @@ class RequestRecord:
         self.client_key_id: int | None = None
         self.client_name: str | None = None
         self.provider: str | None = None
+        self.upstream_model: str | None = None  # the model id sent to the provider
         self.model_requested: str | None = None
         self.model_answered: str | None = None
         self.stream = False

@@ -8,7 +8,6 @@ long-running parts (log writer, key reload) are started only by ``run()``, which
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,10 +20,13 @@ from .auth import KeyStore
 from .http_client import build_client
 from .logwriter import LogWriter
 from .providers import ADAPTERS, ProviderAdapter
+from .cost import cost_usd
+from .prices import PriceBook
 from .providers.base import ChatRequest, Target, Usage
 from .record import RequestRecord
 from .routing import Router
 from .settings import Settings
+from .tokens import TokenCounter
 
 access_log = logging.getLogger("gateway.access")
 
@@ -47,13 +49,25 @@ class Services:
         }
         self.in_flight = 0
         self._closed = trio.Event()
+        self.prices = PriceBook(
+            settings.database_path.parent / "models_dev.json",
+            settings.pricing,
+            url=settings.models_dev.url,
+            timeout=settings.models_dev.timeout,
+            refresh_seconds=settings.models_dev.refresh_hours * 3600,
+            enabled=settings.models_dev.enabled,
+        )
+        self.tokens = TokenCounter()
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Background services; runs in the app nursery until cancelled or closed."""
         await self.keys.load()
+        await self.prices.load_cached()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.logwriter.run)
             nursery.start_soon(self.keys.run)
+            nursery.start_soon(self.prices.run)
+            nursery.start_soon(self.tokens.load)
             task_status.started()
             await self._closed.wait()
             nursery.cancel_scope.cancel()
@@ -75,14 +89,27 @@ class Services:
         return {}
 
     def price(self, record: RequestRecord) -> None:
-        """Fill ``cost_usd`` / ``price_version`` (the costing issue plugs in here)."""
+        """Fill ``cost_usd`` and ``price_version``; cost stays None when no price is known."""
+        if record.usage is None or record.provider is None:
+            return
+        price = None
+        for model in (record.model_answered, record.upstream_model):
+            if model:
+                price = self.prices.lookup(record.provider, model)
+                if price is not None:
+                    break
+        record.cost_usd = cost_usd(record.usage, price)
+        record.price_version = self.prices.version if price is not None else None
 
     def estimate_usage(self, chat: ChatRequest, target: Target, translator: Any) -> Usage | None:
-        """Usage for a stream that ended without the provider reporting any."""
-        text = "".join(getattr(translator, "delivered_text", []))
-        if not text:
-            return None
-        return Usage(completion_tokens=math.ceil(len(text.encode("utf-8")) / 4), estimated=True)
+        """Usage for a stream that ended without the provider reporting any: the prompt
+        as sent and the text actually delivered, counted by tiktoken (or approximated)."""
+        parts = getattr(translator, "delivered_text", None) or []
+        return Usage(
+            prompt_tokens=self.tokens.estimate_prompt(chat.body, target.model),
+            completion_tokens=self.tokens.estimate_completion(parts, target.model),
+            estimated=True,
+        )
 
     def finish(self, record: RequestRecord) -> None:
         """The request is over: one log row, one access-log line. Never blocks."""

@@ -64,6 +64,17 @@ class AuthSettings:
     )
 
 
+@dataclass(frozen=True)
+class ModelsDevSettings:
+    enabled: bool = _f(True, "Fetch prices and context limits from models.dev.")
+    url: str = _f("https://models.dev/api.json", "Catalogue URL.")
+    timeout: float = _f(10.0, "Seconds a catalogue fetch may take.")
+    refresh_hours: float = _f(24.0, "How often the catalogue is fetched again.")
+
+
+_PRICE_FIELDS = ("input", "output", "cache_read", "cache_write", "reasoning")
+
+
 _KNOWN_PROVIDERS: dict[str, dict[str, Any]] = {
     "openai": {
         "base_url": "https://api.openai.com/v1",
@@ -120,6 +131,9 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     providers: dict[str, ProviderSettings] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
+    models_dev: ModelsDevSettings = field(default_factory=ModelsDevSettings)
+    #: ``[pricing."provider/model"]``: USD per million tokens, over the catalogue's.
+    pricing: dict[str, dict[str, float]] = field(default_factory=dict)
     #: Where the config file lives; relative paths in it resolve against this folder.
     base_dir: Path = field(default_factory=Path.cwd)
 
@@ -216,6 +230,28 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"aliases.{alias}: must be a model name")
 
 
+def _pricing(raw: Any) -> dict[str, dict[str, float]]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError('pricing: expected a table of [pricing."provider/model"] entries')
+    out: dict[str, dict[str, float]] = {}
+    for key, entry in raw.items():
+        path = f'pricing."{key}"'
+        if "/" not in key:
+            raise ConfigError(f"{path}: name the model as provider/model")
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{path}: expected a table of prices")
+        prices: dict[str, float] = {}
+        for field_name, value in entry.items():
+            if field_name not in _PRICE_FIELDS:
+                raise _unknown(field_name, list(_PRICE_FIELDS), f"{path}.{field_name}")
+            number = _check_type(value, float, f"{path}.{field_name}")
+            if number < 0:
+                raise ConfigError(f"{path}.{field_name}: must not be negative")
+            prices[field_name] = number
+        out[key] = prices
+    return out
+
+
 def settings_from_mapping(
     data: Mapping[str, Any],
     *,
@@ -224,7 +260,16 @@ def settings_from_mapping(
 ) -> tuple[Settings, list[str]]:
     """Build settings from parsed TOML. Returns (settings, warnings)."""
     env = os.environ if env is None else env
-    known = ["server", "database", "logging", "auth", "providers", "aliases"]
+    known = [
+        "server",
+        "database",
+        "logging",
+        "auth",
+        "providers",
+        "aliases",
+        "models_dev",
+        "pricing",
+    ]
     for key in data:
         if key not in known:
             raise _unknown(key, known, key)
@@ -257,6 +302,7 @@ def settings_from_mapping(
     aliases = data.get("aliases", {})
     if not isinstance(aliases, Mapping):
         raise ConfigError("aliases: expected a table")
+    pricing = _pricing(data.get("pricing", {}))
     settings = Settings(
         server=_build(ServerSettings, data.get("server", {}), "server"),
         database=_build(DatabaseSettings, data.get("database", {}), "database"),
@@ -264,6 +310,8 @@ def settings_from_mapping(
         auth=_build(AuthSettings, data.get("auth", {}), "auth"),
         providers=providers,
         aliases=dict(aliases),
+        models_dev=_build(ModelsDevSettings, data.get("models_dev", {}), "models_dev"),
+        pricing=pricing,
         base_dir=base_dir or Path.cwd(),
     )
     _validate(settings)

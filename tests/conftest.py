@@ -45,6 +45,7 @@ def make_settings(tmp_path: Path, upstream_url: str | None = None, **sections: A
         "server": {"host": "127.0.0.1", "port": 8080, "graceful_timeout": 5.0},
         "database": {"path": str(tmp_path / "gw.db")},
         "auth": {"refresh_seconds": 0.2},
+        "models_dev": {"enabled": False},
         "providers": providers,
     }
     for key, value in sections.items():
@@ -115,9 +116,11 @@ class Gateway:
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=10, **kw)
 
 
-async def start_gateway(nursery: trio.Nursery, settings: Settings) -> Gateway:
+async def start_gateway(
+    nursery: trio.Nursery, settings: Settings, key_name: str = "test-client"
+) -> Gateway:
     app = create_app(settings)
-    key = auth.create_key(app.services.db, "test-client")
+    key = auth.create_key(app.services.db, key_name)
     config = Config()
     config.bind = ["127.0.0.1:0"]
     config.accesslog = None
