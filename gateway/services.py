@@ -17,11 +17,11 @@ import trio
 
 from . import db as dbmod
 from .auth import KeyStore
+from .cost import cost_usd
 from .http_client import build_client
 from .logwriter import LogWriter
-from .providers import ADAPTERS, ProviderAdapter
-from .cost import cost_usd
 from .prices import PriceBook
+from .providers import ADAPTERS, ProviderAdapter
 from .providers.base import ChatRequest, Target, Usage
 from .record import RequestRecord
 from .routing import Router

@@ -34,9 +34,9 @@ from __future__ import annotations
 import binascii
 import functools
 import importlib
-import os
 import logging
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 

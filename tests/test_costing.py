@@ -39,7 +39,7 @@ def settings_with_catalogue(tmp_path, upstream, catalogue_url, **extra):
 
 async def wait_priced(gw) -> None:
     with trio.fail_after(5):
-        while gw.app.services.prices.last_fetch["ok"] is None:
+        while gw.app.services.prices.last_fetch["ok"] is None:  # noqa: ASYNC110
             await trio.sleep(0.01)
 
 
