@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import reliability_settings as rs
 from .errors import ConfigError
+from .reliability_settings import BreakerSettings, BudgetSettings, LimitsSettings, RetrySettings
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -114,7 +116,9 @@ class ProviderSettings:
     kind: str = _f("", "Adapter: openai, gemini, deepseek, grok or ollama (default: the name).")
     base_url: str = _f("", "API base URL; point it at a compatible server or a test fake.")
     default_model: str = _f("", "Model used when a client names only the provider.")
-    api_key_env: str = _f("", "Environment variable holding the API key.")
+    api_key_env: str = _f(
+        "", "Environment variable holding the API key (empty: the server takes no key)."
+    )
     models: list[str] = _f([], "Model ids listed in /v1/models besides the catalogue's.")  # noqa: RUF009
     connect_timeout: float = _f(10.0, "Seconds to connect to the provider.")
     read_timeout: float = _f(300.0, "Seconds to wait for the first byte and between chunks.")
@@ -134,6 +138,12 @@ class Settings:
     models_dev: ModelsDevSettings = field(default_factory=ModelsDevSettings)
     #: ``[pricing."provider/model"]``: USD per million tokens, over the catalogue's.
     pricing: dict[str, dict[str, float]] = field(default_factory=dict)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    budgets: BudgetSettings = field(default_factory=BudgetSettings)
+    retries: RetrySettings = field(default_factory=RetrySettings)
+    #: ``[fallbacks] "gpt-4o" = ["gemini/gemini-2.5-flash", ...]``
+    fallbacks: dict[str, list[str]] = field(default_factory=dict)
     #: Where the config file lives; relative paths in it resolve against this folder.
     base_dir: Path = field(default_factory=Path.cwd)
 
@@ -214,8 +224,7 @@ def _validate(s: Settings) -> None:
     from .providers import ADAPTERS  # local import: settings must not pull adapters at import
 
     for name, p in s.providers.items():
-        # A disabled built-in provider needs no adapter; anything else must name one.
-        if p.kind not in ADAPTERS and (p.enabled or p.kind != name):
+        if p.kind not in ADAPTERS:
             raise ConfigError(
                 f"providers.{name}.kind: unknown adapter {p.kind!r}; "
                 f"known: {', '.join(sorted(ADAPTERS))}"
@@ -269,6 +278,11 @@ def settings_from_mapping(
         "aliases",
         "models_dev",
         "pricing",
+        "limits",
+        "breaker",
+        "budgets",
+        "retries",
+        "fallbacks",
     ]
     for key in data:
         if key not in known:
@@ -283,20 +297,19 @@ def settings_from_mapping(
         defaults = dict(_KNOWN_PROVIDERS.get(name, {}))
         defaults.setdefault("kind", name)
         raw = raw_providers.get(name)
-        if raw is None and name not in _KNOWN_PROVIDERS:
-            continue
-        if raw is None:
-            raw = {"enabled": False}  # a known provider the config does not mention
-        p: ProviderSettings = _build(ProviderSettings, raw, f"providers.{name}", defaults)
+        mentioned = raw is not None
+        p: ProviderSettings = _build(ProviderSettings, raw or {}, f"providers.{name}", defaults)
         if not p.kind:
             p = dataclasses.replace(p, kind=name)
+        # No ``api_key_env`` means the server takes no key (a local OpenAI-compatible one).
         api_key = env.get(p.api_key_env) if p.api_key_env else None
-        if p.enabled and not api_key and p.kind not in KEYLESS and name not in KEYLESS:
-            var = p.api_key_env or "(no api_key_env set)"
-            warnings.append(
-                f"providers.{name}: enabled but {var} is not set; "
-                "starting with this provider disabled"
-            )
+        if p.enabled and p.api_key_env and not api_key and p.kind not in KEYLESS:
+            # A known provider the config does not mention runs only when its key is set.
+            if mentioned:
+                warnings.append(
+                    f"providers.{name}: enabled but {p.api_key_env} is not set; "
+                    "starting with this provider disabled"
+                )
             p = dataclasses.replace(p, enabled=False)
         providers[name] = dataclasses.replace(p, api_key=api_key or None)
     aliases = data.get("aliases", {})
@@ -312,8 +325,14 @@ def settings_from_mapping(
         aliases=dict(aliases),
         models_dev=_build(ModelsDevSettings, data.get("models_dev", {}), "models_dev"),
         pricing=pricing,
+        limits=rs.parse_limits(data.get("limits", {}), _build),
+        breaker=_build(rs.BreakerSettings, data.get("breaker", {}), "breaker"),
+        budgets=_build(rs.BudgetSettings, data.get("budgets", {}), "budgets"),
+        retries=_build(rs.RetrySettings, data.get("retries", {}), "retries"),
+        fallbacks=rs.parse_fallbacks(data.get("fallbacks", {})),
         base_dir=base_dir or Path.cwd(),
     )
+    rs.validate(settings.breaker, settings.retries)
     _validate(settings)
     return settings, warnings
 
@@ -331,20 +350,50 @@ def load_settings(
     return settings_from_mapping(data, env=env, base_dir=path.resolve().parent)
 
 
+def _dotenv_value(raw: str) -> str:
+    """The value part of a ``.env`` line: quoted (up to the closing quote, ``\\``
+    escapes in double quotes) or bare (up to a `` #`` comment)."""
+    raw = raw.strip()
+    if raw[:1] in ("'", '"'):
+        quote = raw[0]
+        out: list[str] = []
+        i = 1
+        while i < len(raw):
+            ch = raw[i]
+            if ch == quote:
+                return "".join(out)
+            if ch == "\\" and quote == '"' and i + 1 < len(raw):
+                i += 1
+                ch = {"n": "\n", "t": "\t"}.get(raw[i], raw[i])
+            out.append(ch)
+            i += 1
+        return raw  # no closing quote: keep the text as written
+    for i, ch in enumerate(raw):
+        if ch == "#" and (i == 0 or raw[i - 1].isspace()):
+            return raw[:i].rstrip()
+    return raw
+
+
 def read_dotenv(path: Path, environ: typing.MutableMapping[str, str]) -> list[str]:
-    """Load KEY=VALUE lines from ``path`` into ``environ`` without overriding set vars."""
+    """Load ``KEY=VALUE`` lines from ``path`` into ``environ``; variables already set win.
+
+    Understands ``export KEY=...``, blank and ``#`` lines, trailing `` # comments`` and
+    single- or double-quoted values. Returns the names it set.
+    """
     loaded: list[str] = []
     if not path.is_file():
         return loaded
     for raw in path.read_text(encoding="utf-8").splitlines():
         line = raw.strip()
+        if line.startswith("export") and line[6:7].isspace():
+            line = line[6:].lstrip()
         if not line or line.startswith("#") or "=" not in line:
             continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        key, value = key.strip(), value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        if key and key not in environ:
-            environ[key] = value
+        key, _, value = line.partition("=")
+        key = key.strip()
+        if not key.isidentifier():
+            continue
+        if key not in environ:
+            environ[key] = _dotenv_value(value)
             loaded.append(key)
     return loaded
