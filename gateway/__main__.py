@@ -1,4 +1,4 @@
-"""The ``llm-proxy`` command: serve, check-config, keys.
+"""The ``llm-proxy`` command: serve, check-config, keys, users.
 
 ``llm-proxy`` alone is ``llm-proxy serve``. The config file is ``--config PATH``,
 else ``$LLM_PROXY_CONFIG``, else ``./config.toml``; a ``.env`` file beside it is
@@ -30,6 +30,9 @@ def _config_path(arg: str | None) -> Path:
 
 def _load(arg: str | None) -> tuple[Settings, list[str]]:
     path = _config_path(arg)
+    # Only ./config.toml may be absent (all defaults); a file named on purpose must exist.
+    if (arg or os.environ.get("LLM_PROXY_CONFIG")) and not path.exists():
+        raise ConfigError(f"{path}: config file not found")
     read_dotenv(path.resolve().parent / ".env", os.environ)
     return load_settings(path)
 
@@ -41,25 +44,21 @@ def hypercorn_config(settings: Settings) -> object:
     config.bind = [f"{settings.server.host}:{settings.server.port}"]
     config.graceful_timeout = settings.server.graceful_timeout
     config.keep_alive_timeout = settings.server.keep_alive_timeout
-    config.accesslog = "-" if settings.server.access_log else None
-    config.errorlog = "-"
+    # Hand hypercorn our loggers: given "-" it adds its own stderr handler, so every
+    # line came out twice and, with logging.format = "json", once not as JSON.
+    access = logging.getLogger("hypercorn.access")
+    config.accesslog = access if settings.server.access_log else None
+    config.errorlog = logging.getLogger("hypercorn.error")
     config.include_server_header = False
     return config
 
 
 async def _serve(settings: Settings, ready: trio.Event | None = None) -> None:
-    from hypercorn.middleware import ProxyFixMiddleware
     from hypercorn.trio import serve
 
     from .app import create_app
 
-    app: object = create_app(settings)
-    if settings.server.trusted_hops > 0:
-        app = ProxyFixMiddleware(
-            app,  # type: ignore[arg-type]
-            mode="legacy",
-            trusted_hops=settings.server.trusted_hops,
-        )
+    app = create_app(settings)  # applies ProxyFixMiddleware when server.trusted_hops > 0
     config = hypercorn_config(settings)
 
     async def shutdown_trigger() -> None:
@@ -105,6 +104,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
+    import peewee
+
     from . import auth
     from .db import open_database
 
@@ -113,8 +114,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
     if args.keys_command == "create":
         try:
             key = auth.create_key(db, args.name)
-        except Exception as exc:  # peewee.IntegrityError: name taken
-            print(f"error: cannot create key {args.name!r}: {exc}", file=sys.stderr)
+        except peewee.IntegrityError:  # the name is UNIQUE
+            print(f"error: a key named {args.name!r} already exists", file=sys.stderr)
             return 1
         print(f"Created client key {args.name!r}. It is shown only now; store it safely:")
         print(key)
@@ -131,34 +132,53 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    from . import users
+    from .db import open_database
+
+    settings, _ = _load(args.config)
+    return users.cli(open_database(settings.database_path), args)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llm-proxy", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--config", help="config file (default: $LLM_PROXY_CONFIG or ./config.toml)"
+    # ``--config`` is accepted at every level; SUPPRESS keeps a level that does not
+    # see it from resetting what another level parsed.
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        help="config file (default: $LLM_PROXY_CONFIG or ./config.toml)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="llm-proxy", description=__doc__.splitlines()[0], parents=[config]
     )
     sub = parser.add_subparsers(dest="command")
-    p = sub.add_parser("serve", help="run the gateway (default)")
-    p.add_argument("--config", dest="config_sub")
-    p = sub.add_parser("check-config", help="validate the config and exit")
-    p.add_argument("--config", dest="config_sub")
-    keys = sub.add_parser("keys", help="manage client API keys")
-    keys.add_argument("--config", dest="config_sub")
+    sub.add_parser("serve", help="run the gateway (default)", parents=[config])
+    sub.add_parser("check-config", help="validate the config and exit", parents=[config])
+    keys = sub.add_parser("keys", help="manage client API keys", parents=[config])
     ksub = keys.add_subparsers(dest="keys_command", required=True)
-    ksub.add_parser("create", help="create a key; prints it once").add_argument("name")
-    ksub.add_parser("revoke", help="revoke a key").add_argument("name")
-    ksub.add_parser("list", help="list keys (never the keys themselves)")
+    ksub.add_parser("create", help="create a key; prints it once", parents=[config]).add_argument(
+        "name"
+    )
+    ksub.add_parser("revoke", help="revoke a key", parents=[config]).add_argument("name")
+    ksub.add_parser("list", help="list keys (never the keys themselves)", parents=[config])
+    from .users import add_parser as add_users_parser
+
+    add_users_parser(sub, config)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    args.config = getattr(args, "config_sub", None) or args.config
+    args.config = getattr(args, "config", None)
     command = args.command or "serve"
     try:
         if command == "serve":
             return cmd_serve(args)
         if command == "check-config":
             return cmd_check_config(args)
+        if command == "users":
+            return cmd_users(args)
         return cmd_keys(args)
     except ConfigError as exc:
         print(f"llm-proxy: configuration error: {exc.message}", file=sys.stderr)

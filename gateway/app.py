@@ -15,6 +15,7 @@ from quart_trio import QuartTrio
 from .services import Services
 from .settings import Settings
 from .web.asgi import GatewayASGI
+from .web.dashboard import install as install_dashboard
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,6 +31,8 @@ def create_app(settings: Settings) -> GatewayASGI:
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
     app.config["BODY_TIMEOUT"] = 60
     app.config["RESPONSE_TIMEOUT"] = 60  # dashboard only; API streams never pass Quart
+
+    install_dashboard(app, services)
 
     @app.before_serving
     async def start_services() -> None:

@@ -73,7 +73,97 @@ class RequestLog(BaseModel):
         table_name = "requests"
 
 
-MODELS: list[type[BaseModel]] = [ClientKey, RequestLog]
+class User(BaseModel):
+    """A dashboard user (``gateway/users.py``)."""
+
+    id = peewee.AutoField()
+    name = peewee.TextField(unique=True)
+    role = peewee.TextField()
+    password_hash = peewee.TextField()
+    must_change_password = peewee.IntegerField(default=0)
+    created_at = peewee.FloatField()
+
+    class Meta:
+        table_name = "users"
+
+
+class DashboardSession(BaseModel):
+    nonce_hash = peewee.TextField(primary_key=True)
+    user_id = peewee.IntegerField()
+    created_at = peewee.FloatField()
+
+    class Meta:
+        table_name = "dashboard_sessions"
+
+
+class ProviderOverride(BaseModel):
+    provider = peewee.TextField(primary_key=True)
+    enabled = peewee.IntegerField(null=True)
+    base_url = peewee.TextField(null=True)
+    api_key_sealed = peewee.TextField(null=True)
+    api_key_last4 = peewee.TextField(null=True)
+    updated_at = peewee.FloatField()
+
+    class Meta:
+        table_name = "provider_overrides"
+
+
+#: Latency histogram buckets in every rollup row (``h0`` .. ``h21``).
+LATENCY_BUCKETS = 22
+
+
+class _Rollup(BaseModel):
+    bucket = peewee.IntegerField()
+    client_key_id = peewee.IntegerField()
+    provider = peewee.TextField()
+    model = peewee.TextField()
+    requests = peewee.IntegerField(default=0)
+    errors = peewee.IntegerField(default=0)
+    prompt_tokens = peewee.IntegerField(default=0)
+    completion_tokens = peewee.IntegerField(default=0)
+    cached_tokens = peewee.IntegerField(default=0)
+    reasoning_tokens = peewee.IntegerField(default=0)
+    cost_usd = peewee.FloatField(default=0)
+    unpriced = peewee.IntegerField(default=0)
+    latency_ms_sum = peewee.FloatField(default=0)
+
+    class Meta:
+        primary_key = peewee.CompositeKey("bucket", "client_key_id", "provider", "model")
+        without_rowid = True
+
+
+for _i in range(LATENCY_BUCKETS):
+    _Rollup._meta.add_field(f"h{_i}", peewee.IntegerField(default=0))
+
+
+class RollupMinute(_Rollup):
+    class Meta:
+        table_name = "rollup_minute"
+        without_rowid = True
+
+
+class RollupHour(_Rollup):
+    class Meta:
+        table_name = "rollup_hour"
+        without_rowid = True
+
+
+class RollupDay(_Rollup):
+    class Meta:
+        table_name = "rollup_day"
+        without_rowid = True
+
+
+MODELS: list[type[BaseModel]] = [
+    ClientKey,
+    RequestLog,
+    User,
+    DashboardSession,
+    ProviderOverride,
+    RollupMinute,
+    RollupHour,
+    RollupDay,
+]
 #: Column order of request rows handed to the log writer.
 REQUEST_COLUMNS: tuple[str, ...] = tuple(
     f.column_name for f in RequestLog._meta.sorted_fields if f.name != "id"

@@ -35,6 +35,7 @@ from .errors import (
 )
 from .providers.base import ChatRequest, ChatResult, Target
 from .record import RequestRecord
+from .target_hooks import TargetHooks
 
 if TYPE_CHECKING:
     from .services import Services
@@ -96,6 +97,7 @@ class Dispatcher:
         record: RequestRecord,
         sink: relay.StreamSink,
         outcome: relay.StreamOutcome,
+        hooks: TargetHooks,
     ) -> ChatResult | None:
         """Serve ``chat`` from the first target that answers. Raises the last failure."""
         svc = self.svc
@@ -104,6 +106,7 @@ class Dispatcher:
         for target in targets:
             adapter = svc.adapters[target.kind]
             client = svc.clients[target.provider]
+            upstream_chat: ChatRequest | None = None
             for attempt in range(self.retries.attempts + 1):
                 try:
                     admitted = Attempt(svc.breakers.for_target(target.provider, target.model))
@@ -118,16 +121,27 @@ class Dispatcher:
                     admitted.release()
                     raise last or UpstreamTimeout("request deadline exceeded before an answer")
                 try:
+                    if upstream_chat is None:
+                        upstream_chat = await hooks.prepare(target)
                     if chat.stream:
-                        await relay.stream(client, adapter, chat, target, remaining, sink,
-                                           outcome)
+                        try:
+                            await relay.stream(
+                                client, adapter, upstream_chat, target, remaining, sink, outcome
+                            )
+                        finally:
+                            hooks.finished(
+                                target, upstream_chat, None, outcome.translator, outcome.error
+                            )
                         admitted.record(outcome.error)
                         return None
-                    result = await relay.complete(client, adapter, chat, target, remaining)
+                    result = await relay.complete(client, adapter, upstream_chat, target, remaining)
+                    hooks.finished(target, upstream_chat, result, None, None)
                     admitted.record(None)
                     return result
                 except UpstreamError as exc:
                     admitted.record(exc)
+                    if upstream_chat is not None:
+                        hooks.finished(target, upstream_chat, None, None, exc)
                     last = exc
                     if outcome.started:
                         raise

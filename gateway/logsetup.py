@@ -41,6 +41,9 @@ class JSONFormatter(logging.Formatter):
         if req is not None:
             for name in _FIELDS:
                 out[name] = getattr(req, name, None)
+            latency = getattr(record, "latency_ms", None)
+            if latency is not None:
+                out["latency_ms"] = round(latency, 1)
             usage = req.usage
             if usage is not None:
                 out["prompt_tokens"] = usage.prompt_tokens
@@ -51,12 +54,16 @@ class JSONFormatter(logging.Formatter):
         return orjson.dumps(out).decode()
 
 
+def make_formatter(fmt: str) -> logging.Formatter:
+    """The formatter for ``logging.format``: ``"json"`` or ``"text"``."""
+    if fmt == "json":
+        return JSONFormatter()
+    return logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def setup_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JSONFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(make_formatter(fmt))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

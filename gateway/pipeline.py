@@ -1,27 +1,38 @@
 """The request path, in order. This is the only module that calls the steps in sequence.
 
-    1. auth.KeyStore.authenticate      bearer key -> Principal
+    1. auth.KeyStore.authenticate      bearer key -> Principal (401)
     2. validation.parse_chat_request   bytes -> ChatRequest (400 on bad input)
-    3. routing.Router.resolve          model -> Target (404 when unknown or disabled)
-    4. providers.ADAPTERS[kind]        the translator for that provider
-    5. relay.complete / relay.stream   the upstream call (deadline, errors, disconnects)
-    6. the caller logs the record      (services.Services.finish -> logwriter)
+    3. routing.Router.targets          model -> the Target, then its fallbacks (404)
+    4. ratelimit.RateLimiter           requests, tokens, concurrent streams (429)
+    5. budgets.Budgets.reserve         worst-case cost against spend limits (429)
+    6. dispatch.Dispatcher.run         breakers, retries, fallbacks; per target:
+         target_hooks                    image inlining, DeepSeek reasoning
+         providers.ADAPTERS[kind]        translation (no I/O)
+         relay.complete / relay.stream   the upstream call (deadline, disconnects)
+    7. usage, cost, settle limits      Services.price / estimate_usage
+    8. the caller logs the record      (services.Services.finish -> logwriter)
 
 Every step raises ``GatewayError`` subclasses; the web layer renders them.
 """
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from . import relay
+from .cost import worst_case_cost
 from .errors import GatewayError
+from .providers.base import ChatRequest, Target
 from .record import RequestRecord
+from .target_hooks import TargetHooks
 from .validation import parse_chat_request
 
 if TYPE_CHECKING:
     from .services import Services
+
+#: Output assumed for a budget's worst case when neither the request nor the
+#: catalogue gives a limit.
+DEFAULT_MAX_OUTPUT = 4096
 
 
 class JSONReply:
@@ -50,48 +61,80 @@ async def handle_chat(
     record.model_requested = chat.model
     record.stream = chat.stream
 
-    target = svc.router.resolve(chat.model, svc.live_models())
-    record.provider = target.provider
-    record.upstream_model = target.model
-    adapter = svc.adapters[target.kind]
-    client = svc.clients[target.provider]
-    deadline = svc.settings.providers[target.provider].deadline
-    record.attempts = 1
+    targets = svc.router.targets(chat.model, svc.live_models())
+    first = targets[0]
+    record.provider = first.provider
+    record.upstream_model = first.model
 
-    if not chat.stream:
-        result = await relay.complete(client, adapter, chat, target, deadline)
-        record.usage = result.usage
-        record.model_answered = result.model
-        record.finish_reason = result.finish_reason
-        svc.price(record)
-        headers = [(b"content-type", b"application/json")]
-        if record.cost_usd is not None:
-            headers.append((b"x-llm-proxy-cost-usd", f"{record.cost_usd:.8f}".encode()))
-        return JSONReply(result.body, headers)
+    requested_output = chat.body.get("max_completion_tokens") or chat.body.get("max_tokens")
+    prompt_estimate = svc.tokens.estimate_prompt(chat.body, first.model)
+    limits = svc.limits_for(principal)
+    ticket = svc.limiter.acquire_nowait(
+        str(principal.key_id), limits, prompt_estimate + (requested_output or 0), chat.stream
+    )
+    record.headers.extend((k.encode(), v.encode()) for k, v in ticket.headers)
+    try:
+        price = svc.prices.lookup(first.provider, first.model)
+        max_output = requested_output or (price and price.output_limit) or DEFAULT_MAX_OUTPUT
+        reservation = svc.budgets.reserve(
+            principal.key_id,
+            svc.budget_limits_for(principal),
+            worst_case_cost(prompt_estimate, max_output, price),
+        )
+        try:
+            return await _dispatch(svc, chat, targets, record, sink, principal.key_id)
+        finally:
+            svc.budgets.settle(reservation, record.cost_usd)
+    finally:
+        used = record.usage.total_tokens if record.usage is not None else None
+        svc.limiter.settle(ticket, limits, used)
+        svc.limiter.release(ticket)
 
+
+async def _dispatch(
+    svc: Services,
+    chat: ChatRequest,
+    targets: list[Target],
+    record: RequestRecord,
+    sink: relay.StreamSink,
+    key_id: int,
+) -> JSONReply | None:
+    hooks = TargetHooks(svc, chat, key_id, record.request_id)
     outcome = relay.StreamOutcome()
     try:
-        await relay.stream(client, adapter, chat, target, deadline, sink, outcome)
+        result = await svc.dispatcher.run(chat, targets, record, sink, outcome, hooks)
     finally:
-        record.model_answered = outcome.model
-        record.finish_reason = outcome.finish_reason
-        translator = outcome.translator
-        record.usage = getattr(translator, "usage", None)
-        if outcome.first_chunk_at is not None:
-            record.ttft_ms = (outcome.first_chunk_at - record.started) * 1000.0
-        if record.usage is None and translator is not None:
-            record.usage = svc.estimate_usage(chat, target, translator)
-        if outcome.error is not None:
-            _record_error(record, outcome.error)
-        svc.price(record)
-    return None
+        if chat.stream:
+            _record_stream(svc, chat, record, outcome)
+    if result is None:
+        return None
+    record.usage = result.usage
+    record.model_answered = result.model
+    record.finish_reason = result.finish_reason
+    svc.price(record)
+    headers = [(b"content-type", b"application/json")]
+    if record.cost_usd is not None:
+        headers.append((b"x-llm-proxy-cost-usd", f"{record.cost_usd:.8f}".encode()))
+    return JSONReply(result.body, headers)
+
+
+def _record_stream(
+    svc: Services, chat: ChatRequest, record: RequestRecord, outcome: relay.StreamOutcome
+) -> None:
+    record.model_answered = outcome.model
+    record.finish_reason = outcome.finish_reason
+    translator = outcome.translator
+    record.usage = getattr(translator, "usage", None)
+    if outcome.first_chunk_at is not None:
+        record.ttft_ms = (outcome.first_chunk_at - record.started) * 1000.0
+    if record.usage is None and translator is not None and outcome.started:
+        record.usage = svc.estimate_usage(chat, record.upstream_model or chat.model, translator)
+    if outcome.error is not None:
+        _record_error(record, outcome.error)
+    svc.price(record)
 
 
 def _record_error(record: RequestRecord, exc: GatewayError) -> None:
     record.error_type = exc.error_type
     if record.finish_reason is None:
         record.finish_reason = "error"
-
-
-def elapsed_ms(since: float) -> float:
-    return (time.perf_counter() - since) * 1000.0

@@ -26,6 +26,7 @@ class RequestRecord:
         "cost_usd",
         "error_type",
         "finish_reason",
+        "headers",
         "model_answered",
         "model_requested",
         "price_version",
@@ -60,6 +61,8 @@ class RequestRecord:
         self.price_version: str | None = None
         self.attempts = 0
         self.finish_reason: str | None = None
+        #: Extra response headers (``x-ratelimit-*``), sent on every outcome.
+        self.headers: list[tuple[bytes, bytes]] = []
 
     def latency_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

@@ -41,6 +41,7 @@ class Router:
     def __init__(self, settings: Settings) -> None:
         self._providers = settings.providers
         self._aliases = settings.aliases
+        self._fallbacks = settings.fallbacks
 
     def _target(self, name: str, p: ProviderSettings, model: str) -> Target:
         return Target(
@@ -96,6 +97,27 @@ class Router:
             f"The model `{requested}` does not exist or is not served by any enabled provider.",
             param="model",
         )
+
+    def targets(
+        self, requested: str, extra_models: Mapping[str, frozenset[str]] | None = None
+    ) -> list[Target]:
+        """The routed target, then its ``[fallbacks]`` chain (entries that do not
+        resolve now, e.g. a disabled provider, are skipped)."""
+        first = self.resolve(requested, extra_models)
+        chain = (
+            self._fallbacks.get(requested)
+            or self._fallbacks.get(f"{first.provider}/{first.model}")
+            or self._fallbacks.get(first.model, [])
+        )
+        out = [first]
+        for name in chain:
+            try:
+                target = self.resolve(name, extra_models)
+            except ModelNotFound:
+                continue
+            if target not in out:
+                out.append(target)
+        return out
 
     def listed_models(
         self, extra_models: Mapping[str, frozenset[str]] | None = None

@@ -7,6 +7,7 @@ long-running parts (log writer, key reload) are started only by ``run()``, which
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -16,13 +17,22 @@ import peewee
 import trio
 
 from . import db as dbmod
-from .auth import KeyStore
+from . import rollups
+from .auth import KeyStore, Principal
+from .breaker import BreakerPolicy, Breakers
+from .budgets import BudgetLimits, Budgets
 from .cost import cost_usd
+from .dispatch import Dispatcher
 from .http_client import build_client
+from .images import ImageFetcher, build_image_client
+from .live_models import LiveModels
 from .logwriter import LogWriter
+from .metrics import Metrics
 from .prices import PriceBook
 from .providers import ADAPTERS, ProviderAdapter
-from .providers.base import ChatRequest, Target, Usage
+from .providers.base import ChatRequest, Usage
+from .ratelimit import Limits, RateLimiter
+from .reasoning import ReasoningStore
 from .record import RequestRecord
 from .routing import Router
 from .settings import Settings
@@ -38,7 +48,7 @@ class Services:
         self.db_limiter = trio.CapacityLimiter(4)
         self.keys = KeyStore(self.db, self.db_limiter, settings.auth.refresh_seconds)
         self.logwriter = LogWriter(
-            lambda rows: dbmod.insert_requests(self.db, rows),
+            lambda rows: rollups.write_batch(self.db, rows),  # + rollups, same transaction
             queue_size=settings.database.queue_size,
             batch_size=settings.database.batch_size,
         )
@@ -47,7 +57,16 @@ class Services:
         self.clients: dict[str, httpx.AsyncClient] = {
             name: build_client(p) for name, p in settings.providers.items()
         }
+        #: Remote image URLs -> data URLs for adapters with ``needs_inline_images``.
+        self.images = ImageFetcher.from_settings(
+            build_image_client(), getattr(settings, "images", None)
+        )
+        #: DeepSeek thinking-mode reasoning by tool-call id, replayed into history.
+        self.reasoning = ReasoningStore()
+        #: Ollama's model list, fetched from the server (see live_models.py).
+        self.live = LiveModels(settings.providers, self.adapters, self.clients)
         self.in_flight = 0
+        self.metrics = Metrics()
         self._closed = trio.Event()
         self.prices = PriceBook(
             settings.database_path.parent / "models_dev.json",
@@ -58,16 +77,27 @@ class Services:
             enabled=settings.models_dev.enabled,
         )
         self.tokens = TokenCounter()
+        self.breakers = Breakers(BreakerPolicy(**dataclasses.asdict(settings.breaker)))
+        lim = settings.limits
+        self.limiter = RateLimiter(
+            Limits(lim.rpm, lim.tpm, lim.max_streams), Limits(lim.global_rpm, lim.global_tpm)
+        )
+        b = settings.budgets
+        self.budgets = Budgets(BudgetLimits(b.daily_usd, b.monthly_usd, b.total_usd))
+        self.dispatcher = Dispatcher(self)
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Background services; runs in the app nursery until cancelled or closed."""
         await self.keys.load()
+        await trio.to_thread.run_sync(self.budgets.load, self.db, limiter=self.db_limiter)
         await self.prices.load_cached()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.logwriter.run)
             nursery.start_soon(self.keys.run)
             nursery.start_soon(self.prices.run)
             nursery.start_soon(self.tokens.load)
+            nursery.start_soon(self.images.run)
+            await nursery.start(self.live.run)  # first model lists before serving (<= 2 s)
             task_status.started()
             await self._closed.wait()
             nursery.cancel_scope.cancel()
@@ -85,8 +115,8 @@ class Services:
     # -- per-request helpers ---------------------------------------------------------
 
     def live_models(self) -> Mapping[str, frozenset[str]]:
-        """Models discovered at run time (Ollama's list), by provider."""
-        return {}
+        """Models discovered at run time (Ollama's list), by provider. Never blocks."""
+        return self.live.snapshot()
 
     def price(self, record: RequestRecord) -> None:
         """Fill ``cost_usd`` and ``price_version``; cost stays None when no price is known."""
@@ -101,20 +131,42 @@ class Services:
         record.cost_usd = cost_usd(record.usage, price)
         record.price_version = self.prices.version if price is not None else None
 
-    def estimate_usage(self, chat: ChatRequest, target: Target, translator: Any) -> Usage | None:
+    def estimate_usage(self, chat: ChatRequest, model: str, translator: Any) -> Usage:
         """Usage for a stream that ended without the provider reporting any: the prompt
         as sent and the text actually delivered, counted by tiktoken (or approximated)."""
         parts = getattr(translator, "delivered_text", None) or []
         return Usage(
-            prompt_tokens=self.tokens.estimate_prompt(chat.body, target.model),
-            completion_tokens=self.tokens.estimate_completion(parts, target.model),
+            prompt_tokens=self.tokens.estimate_prompt(chat.body, model),
+            completion_tokens=self.tokens.estimate_completion(parts, model),
             estimated=True,
+        )
+
+    def limits_for(self, principal: Principal) -> Limits:
+        """Per-key limits: the database's, else config ``[limits.keys.<name>]``, else
+        the defaults."""
+        cfg = self.settings.limits
+        named = cfg.keys.get(principal.name)
+        base = Limits(
+            named.rpm if named else cfg.rpm,
+            named.tpm if named else cfg.tpm,
+            named.max_streams if named else cfg.max_streams,
+        )
+        return Limits(
+            principal.rpm_limit if principal.rpm_limit is not None else base.rpm,
+            principal.tpm_limit if principal.tpm_limit is not None else base.tpm,
+            principal.max_streams if principal.max_streams is not None else base.max_streams,
+        )
+
+    def budget_limits_for(self, principal: Principal) -> BudgetLimits:
+        return BudgetLimits(
+            principal.budget_daily_usd, principal.budget_monthly_usd, principal.budget_total_usd
         )
 
     def finish(self, record: RequestRecord) -> None:
         """The request is over: one log row, one access-log line. Never blocks."""
         latency = record.latency_ms()
         self.logwriter.submit_nowait(record.to_row(latency))
+        self.metrics.observe(record, latency)
         if access_log.isEnabledFor(logging.INFO):
             u = record.usage
             access_log.info(
@@ -130,5 +182,5 @@ class Services:
                 u.completion_tokens if u else "-",
                 "-" if record.cost_usd is None else f"{record.cost_usd:.6f}",
                 f" error={record.error_type}" if record.error_type else "",
-                extra={"request": record},
+                extra={"request": record, "latency_ms": latency},
             )

@@ -74,6 +74,20 @@ class ModelsDevSettings:
     refresh_hours: float = _f(24.0, "How often the catalogue is fetched again.")
 
 
+@dataclass(frozen=True)
+class MetricsSettings:
+    token: str = _f("", "Bearer token /metrics requires (empty: no token).")
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    session_hours: float = _f(12.0, "How long a dashboard sign-in lasts.")
+    signin_failures_per_user: int = _f(5, "Failed sign-ins per user name before a pause.")
+    signin_failures_per_address: int = _f(20, "Failed sign-ins per client address before a pause.")
+    signin_window_seconds: float = _f(900.0, "Window the failures are counted in (and the pause).")
+    minute_rollup_days: int = _f(3, "Days of per-minute rollups kept (longer ranges use hourly).")
+
+
 _PRICE_FIELDS = ("input", "output", "cache_read", "cache_write", "reasoning")
 
 
@@ -136,6 +150,8 @@ class Settings:
     providers: dict[str, ProviderSettings] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     models_dev: ModelsDevSettings = field(default_factory=ModelsDevSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
     #: ``[pricing."provider/model"]``: USD per million tokens, over the catalogue's.
     pricing: dict[str, dict[str, float]] = field(default_factory=dict)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
@@ -278,6 +294,8 @@ def settings_from_mapping(
         "aliases",
         "models_dev",
         "pricing",
+        "metrics",
+        "dashboard",
         "limits",
         "breaker",
         "budgets",
@@ -324,6 +342,8 @@ def settings_from_mapping(
         providers=providers,
         aliases=dict(aliases),
         models_dev=_build(ModelsDevSettings, data.get("models_dev", {}), "models_dev"),
+        metrics=_build(MetricsSettings, data.get("metrics", {}), "metrics"),
+        dashboard=_build(DashboardSettings, data.get("dashboard", {}), "dashboard"),
         pricing=pricing,
         limits=rs.parse_limits(data.get("limits", {}), _build),
         breaker=_build(rs.BreakerSettings, data.get("breaker", {}), "breaker"),

@@ -46,6 +46,7 @@ def make_settings(tmp_path: Path, upstream_url: str | None = None, **sections: A
         "database": {"path": str(tmp_path / "gw.db")},
         "auth": {"refresh_seconds": 0.2},
         "models_dev": {"enabled": False},
+        "retries": {"attempts": 0},  # tests that retry say so
         "providers": providers,
     }
     for key, value in sections.items():

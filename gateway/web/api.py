@@ -1,4 +1,4 @@
-"""The OpenAI-compatible API (``/v1/chat/completions``, ``/v1/models``) and ``/health``.
+"""The OpenAI-compatible API: ``/v1/chat/completions`` and ``/v1/models``.
 
 These routes are plain ASGI, dispatched before Quart (see ``web/asgi.py``): they
 are the hot path, they stream, and they need exact control of disconnects and
@@ -77,10 +77,13 @@ def header(scope: Scope, name: bytes) -> bytes | None:
 class _Sink:
     """Writes a stream to the client (``relay.StreamSink``)."""
 
-    __slots__ = ("_headers", "_send", "started")
+    __slots__ = ("_headers", "_send", "extra_headers", "started")
 
-    def __init__(self, send: Send, request_id: str) -> None:
+    def __init__(
+        self, send: Send, request_id: str, extra_headers: list[tuple[bytes, bytes]]
+    ) -> None:
         self._send = send
+        self.extra_headers = extra_headers
         self._headers = [*_SSE_HEADERS, (b"x-request-id", request_id.encode())]
         self.started = False
 
@@ -102,7 +105,9 @@ async def send_json(
 async def send_error(send: Send, exc: GatewayError, record: RequestRecord) -> None:
     record.status = exc.status
     record.error_type = exc.error_type
-    await send_json(send, exc.status, error_body(exc), error_headers(exc, record.request_id))
+    await send_json(
+        send, exc.status, error_body(exc), error_headers(exc, record.request_id) + record.headers
+    )
 
 
 async def chat_completions(svc: Services, scope: Scope, receive: Receive, send: Send) -> None:
@@ -121,7 +126,7 @@ async def chat_completions(svc: Services, scope: Scope, receive: Receive, send: 
         except GatewayError as exc:
             await send_error(send, exc, record)
             return
-        sink = _Sink(send, record.request_id)
+        sink = _Sink(send, record.request_id, record.headers)
         done = False
         async with trio.open_nursery() as nursery:
 
@@ -141,6 +146,7 @@ async def chat_completions(svc: Services, scope: Scope, receive: Receive, send: 
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                 else:
                     reply.headers.append((b"x-request-id", record.request_id.encode()))
+                    reply.headers += record.headers
                     await send_json(send, reply.status, reply.body, reply.headers)
             except GatewayError as exc:
                 done = True
@@ -184,7 +190,12 @@ async def models(svc: Services, scope: Scope, receive: Receive, send: Send) -> N
     try:
         principal = await svc.keys.authenticate(header(scope, b"authorization"))
     except GatewayError as exc:
-        await send_json(send, exc.status, error_body(exc), error_headers(exc, record.request_id))
+        await send_json(
+            send,
+            exc.status,
+            error_body(exc),
+            error_headers(exc, record.request_id) + record.headers,
+        )
         return
     del principal
     created = int(time.time())
@@ -198,12 +209,3 @@ async def models(svc: Services, scope: Scope, receive: Receive, send: Send) -> N
         orjson.dumps({"object": "list", "data": data}),
         [(b"content-type", b"application/json"), (b"x-request-id", record.request_id.encode())],
     )
-
-
-async def health(svc: Services, scope: Scope, receive: Receive, send: Send) -> None:
-    body = {
-        "status": "ok",
-        "in_flight": svc.in_flight,
-        "providers": sorted(svc.settings.enabled_providers()),
-    }
-    await send_json(send, 200, orjson.dumps(body), [(b"content-type", b"application/json")])

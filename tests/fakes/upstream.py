@@ -10,6 +10,7 @@ response was finished (``disconnects``).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,8 @@ class Reply:
     chunk_delay: float = 0.0  # between chunks
     cut_after: int | None = None  # abort the connection after this many chunks
     hang: bool = False  # never answer
+    #: Filled by the fake: ``time.monotonic()`` just before each chunk was written.
+    sent_at: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -139,24 +142,25 @@ class FakeUpstream:
         self.requests.append(req)
         item = self.script.pop(0) if self.script else self.default
         reply = item(req) if callable(item) else item
-        finished = False
+        state = {"finished": False}
         async with trio.open_nursery() as nursery:
 
             async def watch() -> None:
                 while (await receive())["type"] != "http.disconnect":
                     pass
-                if not finished:
+                if not state["finished"]:
                     self.disconnects += 1
                     self._disconnected.set()
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(watch)
-            await self._respond(reply, send)
-            finished = True
+            await self._respond(reply, send, state)
             self.completed += 1
             nursery.cancel_scope.cancel()
 
-    async def _respond(self, reply: Reply, send: Any) -> None:
+    async def _respond(self, reply: Reply, send: Any, state: dict[str, bool]) -> None:
+        """Answer; ``state["finished"]`` is set just before the last body message, so a
+        disconnect hypercorn reports right after a complete response is not counted."""
         if reply.hang:
             await trio.sleep_forever()
         if reply.first_byte_delay:
@@ -168,6 +172,7 @@ class FakeUpstream:
         headers += [(k.encode(), v.encode()) for k, v in reply.headers.items()]
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         if reply.chunks is None:
+            state["finished"] = True
             await send({"type": "http.response.body", "body": reply.body})
             return
         for i, chunk in enumerate(reply.chunks):
@@ -175,5 +180,7 @@ class FakeUpstream:
                 raise _Abort("cut mid-stream")
             if i and reply.chunk_delay:
                 await trio.sleep(reply.chunk_delay)
+            reply.sent_at.append(time.monotonic())
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        state["finished"] = True
         await send({"type": "http.response.body", "body": b""})
