@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from . import relay
 from .cost import worst_case_cost
-from .errors import GatewayError
+from .errors import GatewayError, RateLimited
 from .providers.base import ChatRequest, Target
 from .record import RequestRecord
 from .target_hooks import TargetHooks
@@ -69,9 +69,13 @@ async def handle_chat(
     requested_output = chat.body.get("max_completion_tokens") or chat.body.get("max_tokens")
     prompt_estimate = svc.tokens.estimate_prompt(chat.body, first.model)
     limits = svc.limits_for(principal)
-    ticket = svc.limiter.acquire_nowait(
-        str(principal.key_id), limits, prompt_estimate + (requested_output or 0), chat.stream
-    )
+    try:
+        ticket = svc.limiter.acquire_nowait(
+            str(principal.key_id), limits, prompt_estimate + (requested_output or 0), chat.stream
+        )
+    except RateLimited:
+        svc.metrics.rate_limit_refused()
+        raise
     record.headers.extend((k.encode(), v.encode()) for k, v in ticket.headers)
     try:
         price = svc.prices.lookup(first.provider, first.model)

@@ -58,15 +58,14 @@ class Services:
             name: build_client(p) for name, p in settings.providers.items()
         }
         #: Remote image URLs -> data URLs for adapters with ``needs_inline_images``.
-        self.images = ImageFetcher.from_settings(
-            build_image_client(), getattr(settings, "images", None)
-        )
+        self.images = ImageFetcher.from_settings(build_image_client(), settings.images)
         #: DeepSeek thinking-mode reasoning by tool-call id, replayed into history.
         self.reasoning = ReasoningStore()
         #: Ollama's model list, fetched from the server (see live_models.py).
         self.live = LiveModels(settings.providers, self.adapters, self.clients)
         self.in_flight = 0
         self.metrics = Metrics()
+        self.metrics.extra_collectors.append(self._breaker_metrics)
         self._closed = trio.Event()
         self.prices = PriceBook(
             settings.database_path.parent / "models_dev.json",
@@ -140,6 +139,19 @@ class Services:
             completion_tokens=self.tokens.estimate_completion(parts, model),
             estimated=True,
         )
+
+    def _breaker_metrics(self) -> list[str]:
+        """Provider breakers as a gauge: 0 closed, 1 half-open, 2 open."""
+        name = "llm_proxy_breaker_state"
+        lines = [
+            f"# HELP {name} Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+            f"# TYPE {name} gauge",
+        ]
+        code = {"closed": 0, "half_open": 1, "open": 2}
+        for stats in self.breakers.statistics():
+            if "/" not in stats.name:  # per provider: bounded labels
+                lines.append(f'{name}{{provider="{stats.name}"}} {code[stats.state]}')
+        return lines
 
     def limits_for(self, principal: Principal) -> Limits:
         """Per-key limits: the database's, else config ``[limits.keys.<name>]``, else

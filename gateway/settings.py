@@ -88,6 +88,14 @@ class DashboardSettings:
     minute_rollup_days: int = _f(3, "Days of per-minute rollups kept (longer ranges use hourly).")
 
 
+@dataclass(frozen=True)
+class ImagesSettings:
+    max_bytes: int = _f(20 * 1024 * 1024, "Largest remote image the gateway fetches.")
+    timeout: float = _f(10.0, "Seconds per image fetch, redirects included.")
+    allow_hosts: list[str] = _f([], "Hosts exempt from the private-address checks.")  # noqa: RUF009
+    allow_http: bool = _f(False, "Also fetch plain http:// image URLs.")
+
+
 _PRICE_FIELDS = ("input", "output", "cache_read", "cache_write", "reasoning")
 
 
@@ -151,6 +159,7 @@ class Settings:
     aliases: dict[str, str] = field(default_factory=dict)
     models_dev: ModelsDevSettings = field(default_factory=ModelsDevSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    images: ImagesSettings = field(default_factory=ImagesSettings)
     dashboard: DashboardSettings = field(default_factory=DashboardSettings)
     #: ``[pricing."provider/model"]``: USD per million tokens, over the catalogue's.
     pricing: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -295,6 +304,7 @@ def settings_from_mapping(
         "models_dev",
         "pricing",
         "metrics",
+        "images",
         "dashboard",
         "limits",
         "breaker",
@@ -343,6 +353,7 @@ def settings_from_mapping(
         aliases=dict(aliases),
         models_dev=_build(ModelsDevSettings, data.get("models_dev", {}), "models_dev"),
         metrics=_build(MetricsSettings, data.get("metrics", {}), "metrics"),
+        images=_build(ImagesSettings, data.get("images", {}), "images"),
         dashboard=_build(DashboardSettings, data.get("dashboard", {}), "dashboard"),
         pricing=pricing,
         limits=rs.parse_limits(data.get("limits", {}), _build),

@@ -16,7 +16,6 @@ import openai
 import pytest
 import trio
 
-from gateway.images import ImageFetcher
 from tests.conftest import make_settings, start_gateway
 from tests.fakes.providers import (
     CONFIGURED_KEYS,
@@ -41,10 +40,8 @@ def no_key_in_logs(caplog):
     yield from key_never_logged(caplog)
 
 
-def allow_loopback_images(env: Env) -> None:
-    """What an ``[images] allow_hosts = ["127.0.0.1"], allow_http = true`` config gives."""
-    svc = env.gw.app.services
-    svc.images = ImageFetcher(svc.images.client, allow_hosts={"127.0.0.1"}, allow_http=True)
+#: The image fakes run on loopback over plain http, which the gateway refuses by default.
+LOOPBACK_IMAGES = {"images": {"allow_hosts": ["127.0.0.1"], "allow_http": True}}
 
 
 @pytest.fixture
@@ -207,8 +204,7 @@ async def test_gemini_key_is_a_header_and_thought_signatures_round_trip(nursery,
 
 @pytest.mark.parametrize("kind", ["ollama", "gemini"])
 async def test_remote_image_is_fetched_and_inlined(nursery, tmp_path, images, kind):
-    env = await open_env(nursery, tmp_path, kind)
-    allow_loopback_images(env)
+    env = await open_env(nursery, tmp_path, kind, **LOOPBACK_IMAGES)
     try:
         resp = await env.sdk.chat.completions.create(
             model=env.model, messages=[image_message(images.url + "/cat.png")]
@@ -248,8 +244,7 @@ async def test_remote_image_on_a_private_address_is_refused_before_the_provider(
 async def test_image_for_a_provider_without_vision_is_400_and_never_fetched(
     nursery, tmp_path, images
 ):
-    env = await open_env(nursery, tmp_path, "deepseek")
-    allow_loopback_images(env)
+    env = await open_env(nursery, tmp_path, "deepseek", **LOOPBACK_IMAGES)
     try:
         with pytest.raises(openai.BadRequestError, match="no vision"):
             await env.sdk.chat.completions.create(

@@ -186,11 +186,13 @@ class Env:
         return self.upstream.requests[-1]
 
 
-async def open_env(nursery: trio.Nursery, tmp_path: Path, kind: str, key: str | None = None) -> Env:
+async def open_env(
+    nursery: trio.Nursery, tmp_path: Path, kind: str, key: str | None = None, **sections: Any
+) -> Env:
     fake = ProviderFake.of(kind, key)
     upstream = FakeUpstream(default=fake)
     await upstream.start(nursery)
-    settings = make_settings(tmp_path, providers={kind: fake.section(upstream.url)})
+    settings = make_settings(tmp_path, providers={kind: fake.section(upstream.url)}, **sections)
     gw = await start_gateway(nursery, settings)
     return Env(kind, fake, upstream, gw, gw.openai())
 
