@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from . import relay
 from .cost import worst_case_cost
-from .errors import GatewayError, RateLimited
+from .errors import BadRequest, GatewayError, RateLimited
 from .providers.base import ChatRequest, Target
 from .record import RequestRecord
 from .target_hooks import TargetHooks
@@ -68,6 +68,14 @@ async def handle_chat(
 
     requested_output = chat.body.get("max_completion_tokens") or chat.body.get("max_tokens")
     prompt_estimate = svc.tokens.estimate_prompt(chat.body, first.model)
+    price = svc.prices.lookup(first.provider, first.model)
+    if price is not None and price.context_limit and prompt_estimate > price.context_limit:
+        raise BadRequest(
+            f"This model's maximum context length is {price.context_limit} tokens; the "
+            f"messages come to about {prompt_estimate} tokens.",
+            param="messages",
+            code="context_length_exceeded",
+        )
     limits = svc.limits_for(principal)
     try:
         ticket = svc.limiter.acquire_nowait(
@@ -78,7 +86,6 @@ async def handle_chat(
         raise
     record.headers.extend((k.encode(), v.encode()) for k, v in ticket.headers)
     try:
-        price = svc.prices.lookup(first.provider, first.model)
         max_output = requested_output or (price and price.output_limit) or DEFAULT_MAX_OUTPUT
         reservation = svc.budgets.reserve(
             principal.key_id,

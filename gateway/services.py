@@ -117,6 +117,16 @@ class Services:
         """Models discovered at run time (Ollama's list), by provider. Never blocks."""
         return self.live.snapshot()
 
+    def listable_models(self) -> Mapping[str, frozenset[str]]:
+        """What /v1/models lists besides config: the live lists, and the price
+        catalogue's models for each enabled built-in provider."""
+        out = dict(self.live.snapshot())
+        for name, p in self.settings.enabled_providers().items():
+            if name == p.kind:  # a catalogue describes the real provider, not look-alikes
+                known = frozenset(self.prices.models_for(name))
+                out[name] = out.get(name, frozenset()) | known
+        return out
+
     def price(self, record: RequestRecord) -> None:
         """Fill ``cost_usd`` and ``price_version``; cost stays None when no price is known."""
         if record.usage is None or record.provider is None:

@@ -195,3 +195,40 @@ async def test_streamed_request_cost_is_logged(nursery, upstream, tmp_path):
     assert row["tokens_estimated"] == 0
     assert row["cost_usd"] == pytest.approx(expected)
     await gw.aclose()
+
+
+async def test_prompt_over_the_context_limit_is_refused_before_the_call(
+    nursery, upstream, tmp_path
+):
+    (tmp_path / "models_dev.json").write_bytes(fixture("models_dev_sample.json"))
+    gw = await start_gateway(
+        nursery, settings_with_catalogue(tmp_path, upstream, "http://127.0.0.1:9/api.json")
+    )
+    limit = gw.app.services.prices.lookup("openai", "gpt-4o").context_limit
+    assert limit
+    async with gw.client() as client:
+        resp = await client.post(
+            "/v1/chat/completions",
+            json={
+                "model": "gpt-4o",
+                "messages": [{"role": "user", "content": "hello " * (limit + 10)}],
+            },
+        )
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == "context_length_exceeded"
+    assert upstream.requests == []
+    (row,) = await gw.wait_rows(1)
+    assert row["error_type"] == "context_length_exceeded"
+    await gw.aclose()
+
+
+async def test_models_list_includes_the_catalogue(nursery, upstream, tmp_path):
+    (tmp_path / "models_dev.json").write_bytes(fixture("models_dev_sample.json"))
+    gw = await start_gateway(
+        nursery, settings_with_catalogue(tmp_path, upstream, "http://127.0.0.1:9/api.json")
+    )
+    models = {m.id: m.owned_by async for m in gw.openai().models.list()}
+    catalogue = json.loads(fixture("models_dev_sample.json"))["openai"]["models"]
+    assert set(catalogue) <= set(models)
+    assert all(models[m] == "openai" for m in catalogue)
+    await gw.aclose()

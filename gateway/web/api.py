@@ -201,7 +201,7 @@ async def models(svc: Services, scope: Scope, receive: Receive, send: Send) -> N
     created = int(time.time())
     data = [
         {"id": mid, "object": "model", "created": created, "owned_by": provider}
-        for mid, provider in svc.router.listed_models(svc.live_models())
+        for mid, provider in svc.router.listed_models(svc.listable_models())
     ]
     await send_json(
         send,
