@@ -200,3 +200,122 @@ CREATE TABLE IF NOT EXISTS rollup_day (
     h21                INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (bucket, client_key_id, provider, model)
 ) WITHOUT ROWID;
+
+-- The same sums over every client, provider and model together (same columns, the key
+-- parts fixed), so unfiltered charts read one row per bucket instead of one per mix.
+CREATE TABLE IF NOT EXISTS rollup_minute_all (
+    bucket             INTEGER NOT NULL,            -- unix seconds at the start of the minute
+    client_key_id      INTEGER NOT NULL,            -- always 0
+    provider           TEXT    NOT NULL,            -- always ''
+    model              TEXT    NOT NULL,            -- always ''
+    requests           INTEGER NOT NULL DEFAULT 0,
+    errors             INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens      INTEGER NOT NULL DEFAULT 0,
+    completion_tokens  INTEGER NOT NULL DEFAULT 0,
+    cached_tokens      INTEGER NOT NULL DEFAULT 0,
+    reasoning_tokens   INTEGER NOT NULL DEFAULT 0,
+    cost_usd           REAL    NOT NULL DEFAULT 0,
+    unpriced           INTEGER NOT NULL DEFAULT 0,
+    latency_ms_sum     REAL    NOT NULL DEFAULT 0,
+    h0                 INTEGER NOT NULL DEFAULT 0,
+    h1                 INTEGER NOT NULL DEFAULT 0,
+    h2                 INTEGER NOT NULL DEFAULT 0,
+    h3                 INTEGER NOT NULL DEFAULT 0,
+    h4                 INTEGER NOT NULL DEFAULT 0,
+    h5                 INTEGER NOT NULL DEFAULT 0,
+    h6                 INTEGER NOT NULL DEFAULT 0,
+    h7                 INTEGER NOT NULL DEFAULT 0,
+    h8                 INTEGER NOT NULL DEFAULT 0,
+    h9                 INTEGER NOT NULL DEFAULT 0,
+    h10                INTEGER NOT NULL DEFAULT 0,
+    h11                INTEGER NOT NULL DEFAULT 0,
+    h12                INTEGER NOT NULL DEFAULT 0,
+    h13                INTEGER NOT NULL DEFAULT 0,
+    h14                INTEGER NOT NULL DEFAULT 0,
+    h15                INTEGER NOT NULL DEFAULT 0,
+    h16                INTEGER NOT NULL DEFAULT 0,
+    h17                INTEGER NOT NULL DEFAULT 0,
+    h18                INTEGER NOT NULL DEFAULT 0,
+    h19                INTEGER NOT NULL DEFAULT 0,
+    h20                INTEGER NOT NULL DEFAULT 0,
+    h21                INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (bucket, client_key_id, provider, model)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS rollup_hour_all (
+    bucket             INTEGER NOT NULL,            -- unix seconds at the start of the hour
+    client_key_id      INTEGER NOT NULL,            -- always 0
+    provider           TEXT    NOT NULL,            -- always ''
+    model              TEXT    NOT NULL,            -- always ''
+    requests           INTEGER NOT NULL DEFAULT 0,
+    errors             INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens      INTEGER NOT NULL DEFAULT 0,
+    completion_tokens  INTEGER NOT NULL DEFAULT 0,
+    cached_tokens      INTEGER NOT NULL DEFAULT 0,
+    reasoning_tokens   INTEGER NOT NULL DEFAULT 0,
+    cost_usd           REAL    NOT NULL DEFAULT 0,
+    unpriced           INTEGER NOT NULL DEFAULT 0,
+    latency_ms_sum     REAL    NOT NULL DEFAULT 0,
+    h0                 INTEGER NOT NULL DEFAULT 0,
+    h1                 INTEGER NOT NULL DEFAULT 0,
+    h2                 INTEGER NOT NULL DEFAULT 0,
+    h3                 INTEGER NOT NULL DEFAULT 0,
+    h4                 INTEGER NOT NULL DEFAULT 0,
+    h5                 INTEGER NOT NULL DEFAULT 0,
+    h6                 INTEGER NOT NULL DEFAULT 0,
+    h7                 INTEGER NOT NULL DEFAULT 0,
+    h8                 INTEGER NOT NULL DEFAULT 0,
+    h9                 INTEGER NOT NULL DEFAULT 0,
+    h10                INTEGER NOT NULL DEFAULT 0,
+    h11                INTEGER NOT NULL DEFAULT 0,
+    h12                INTEGER NOT NULL DEFAULT 0,
+    h13                INTEGER NOT NULL DEFAULT 0,
+    h14                INTEGER NOT NULL DEFAULT 0,
+    h15                INTEGER NOT NULL DEFAULT 0,
+    h16                INTEGER NOT NULL DEFAULT 0,
+    h17                INTEGER NOT NULL DEFAULT 0,
+    h18                INTEGER NOT NULL DEFAULT 0,
+    h19                INTEGER NOT NULL DEFAULT 0,
+    h20                INTEGER NOT NULL DEFAULT 0,
+    h21                INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (bucket, client_key_id, provider, model)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS rollup_day_all (
+    bucket             INTEGER NOT NULL,            -- unix seconds at the start of the UTC day
+    client_key_id      INTEGER NOT NULL,            -- always 0
+    provider           TEXT    NOT NULL,            -- always ''
+    model              TEXT    NOT NULL,            -- always ''
+    requests           INTEGER NOT NULL DEFAULT 0,
+    errors             INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens      INTEGER NOT NULL DEFAULT 0,
+    completion_tokens  INTEGER NOT NULL DEFAULT 0,
+    cached_tokens      INTEGER NOT NULL DEFAULT 0,
+    reasoning_tokens   INTEGER NOT NULL DEFAULT 0,
+    cost_usd           REAL    NOT NULL DEFAULT 0,
+    unpriced           INTEGER NOT NULL DEFAULT 0,
+    latency_ms_sum     REAL    NOT NULL DEFAULT 0,
+    h0                 INTEGER NOT NULL DEFAULT 0,
+    h1                 INTEGER NOT NULL DEFAULT 0,
+    h2                 INTEGER NOT NULL DEFAULT 0,
+    h3                 INTEGER NOT NULL DEFAULT 0,
+    h4                 INTEGER NOT NULL DEFAULT 0,
+    h5                 INTEGER NOT NULL DEFAULT 0,
+    h6                 INTEGER NOT NULL DEFAULT 0,
+    h7                 INTEGER NOT NULL DEFAULT 0,
+    h8                 INTEGER NOT NULL DEFAULT 0,
+    h9                 INTEGER NOT NULL DEFAULT 0,
+    h10                INTEGER NOT NULL DEFAULT 0,
+    h11                INTEGER NOT NULL DEFAULT 0,
+    h12                INTEGER NOT NULL DEFAULT 0,
+    h13                INTEGER NOT NULL DEFAULT 0,
+    h14                INTEGER NOT NULL DEFAULT 0,
+    h15                INTEGER NOT NULL DEFAULT 0,
+    h16                INTEGER NOT NULL DEFAULT 0,
+    h17                INTEGER NOT NULL DEFAULT 0,
+    h18                INTEGER NOT NULL DEFAULT 0,
+    h19                INTEGER NOT NULL DEFAULT 0,
+    h20                INTEGER NOT NULL DEFAULT 0,
+    h21                INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (bucket, client_key_id, provider, model)
+) WITHOUT ROWID;

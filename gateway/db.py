@@ -154,6 +154,24 @@ class RollupDay(_Rollup):
         without_rowid = True
 
 
+class RollupMinuteAll(_Rollup):
+    class Meta:
+        table_name = "rollup_minute_all"
+        without_rowid = True
+
+
+class RollupHourAll(_Rollup):
+    class Meta:
+        table_name = "rollup_hour_all"
+        without_rowid = True
+
+
+class RollupDayAll(_Rollup):
+    class Meta:
+        table_name = "rollup_day_all"
+        without_rowid = True
+
+
 MODELS: list[type[BaseModel]] = [
     ClientKey,
     RequestLog,
@@ -163,6 +181,9 @@ MODELS: list[type[BaseModel]] = [
     RollupMinute,
     RollupHour,
     RollupDay,
+    RollupMinuteAll,
+    RollupHourAll,
+    RollupDayAll,
 ]
 #: Column order of request rows handed to the log writer.
 REQUEST_COLUMNS: tuple[str, ...] = tuple(

@@ -14,6 +14,9 @@ interpolation inside a bucket: a percentile is exact to its bucket's width.
 Retention (``prune``, daily from the app nursery): raw rows older than
 ``database.retention_days`` (0 keeps all) and minute rollups older than
 ``dashboard.minute_rollup_days``; hour and day rollups are small and kept.
+
+Each granularity also has an ``_all`` table: the same sums over every client,
+provider and model together, so an unfiltered chart reads one row per bucket.
 """
 
 from __future__ import annotations
@@ -33,7 +36,16 @@ LATENCY_BOUNDS_MS: tuple[float, ...] = (
 )  # fmt: skip
 assert len(LATENCY_BOUNDS_MS) + 1 == LATENCY_BUCKETS
 
-TABLES: dict[str, int] = {"rollup_minute": 60, "rollup_hour": 3600, "rollup_day": 86400}
+#: Table -> (bucket width in seconds, keyed by client/provider/model). The ``_all``
+#: tables hold the same sums for everything together (key parts fixed at 0/''/'').
+TABLES: dict[str, tuple[int, bool]] = {
+    "rollup_minute": (60, True),
+    "rollup_hour": (3600, True),
+    "rollup_day": (86400, True),
+    "rollup_minute_all": (60, False),
+    "rollup_hour_all": (3600, False),
+    "rollup_day_all": (86400, False),
+}
 HIST = tuple(f"h{i}" for i in range(LATENCY_BUCKETS))
 _SUMS = (
     "requests",
@@ -69,8 +81,11 @@ def latency_bucket(ms: float) -> int:
     return bisect.bisect_left(LATENCY_BOUNDS_MS, ms)
 
 
-def aggregate(rows: Iterable[Sequence[Any]], step: int) -> dict[tuple[Any, ...], list[Any]]:
-    """Request rows -> {(bucket, client, provider, model): sums + histogram}."""
+def aggregate(
+    rows: Iterable[Sequence[Any]], step: int, by_dimension: bool = True
+) -> dict[tuple[Any, ...], list[Any]]:
+    """Request rows -> {(bucket, client, provider, model): sums + histogram}; with
+    ``by_dimension`` false, one key per bucket: (bucket, 0, '', '')."""
     ts, cid, prov, model = _I["ts"], _I["client_key_id"], _I["provider"], _I["model_requested"]
     status, lat, cost = _I["status"], _I["latency_ms"], _I["cost_usd"]
     pt, ct = _I["prompt_tokens"], _I["completion_tokens"]
@@ -78,7 +93,12 @@ def aggregate(rows: Iterable[Sequence[Any]], step: int) -> dict[tuple[Any, ...],
     out: dict[tuple[Any, ...], list[Any]] = {}
     width = len(_SUMS)
     for r in rows:
-        key = (int(r[ts]) // step * step, r[cid] or 0, r[prov] or "", r[model] or "")
+        bucket = int(r[ts]) // step * step
+        key = (
+            (bucket, r[cid] or 0, r[prov] or "", r[model] or "")
+            if by_dimension
+            else (bucket, 0, "", "")
+        )
         acc = out.get(key)
         if acc is None:
             acc = out[key] = [0] * (width + LATENCY_BUCKETS)
@@ -99,8 +119,8 @@ def aggregate(rows: Iterable[Sequence[Any]], step: int) -> dict[tuple[Any, ...],
 
 def add_rows(conn: Any, rows: Sequence[Sequence[Any]]) -> None:
     """Add ``rows`` to every rollup table (inside the caller's transaction)."""
-    for table, step in TABLES.items():
-        agg = aggregate(rows, step)
+    for table, (step, by_dimension) in TABLES.items():
+        agg = aggregate(rows, step, by_dimension)
         conn.executemany(_UPSERT[table], [(*key, *vals) for key, vals in agg.items()])
 
 
@@ -130,7 +150,7 @@ def prune(
     db: peewee.SqliteDatabase, now: float, retention_days: int, minute_days: int
 ) -> dict[str, int]:
     """Delete raw rows and minute rollups past their retention; returns counts."""
-    out = {"requests": 0, "rollup_minute": 0}
+    out = {"requests": 0, "rollup_minute": 0, "rollup_minute_all": 0}
     with db.connection_context():
         conn = db.connection()  # type: ignore[no-untyped-call]
         if retention_days > 0:
@@ -146,11 +166,12 @@ def prune(
                 if cur.rowcount < 10000:
                     break
         if minute_days > 0:
-            with db.atomic():
-                cur = conn.execute(
-                    "DELETE FROM rollup_minute WHERE bucket < ?", (now - minute_days * 86400,)
-                )
-            out["rollup_minute"] = cur.rowcount
+            for table in ("rollup_minute", "rollup_minute_all"):
+                with db.atomic():
+                    cur = conn.execute(
+                        f"DELETE FROM {table} WHERE bucket < ?", (now - minute_days * 86400,)
+                    )
+                out[table] = cur.rowcount
     return out
 
 

@@ -167,14 +167,17 @@ def ensure_default_admin(db: peewee.SqliteDatabase) -> bool:
     with db.connection_context():
         if User.select().exists():
             return False
-    with db.connection_context():
-        User.create(
-            name=DEFAULT_ADMIN[0],
-            role="admin",
-            password_hash=_DEFAULT_HASH,
-            must_change_password=1,
-            created_at=time.time(),
-        )
+    try:
+        with db.connection_context():
+            User.create(
+                name=DEFAULT_ADMIN[0],
+                role="admin",
+                password_hash=_DEFAULT_HASH,
+                must_change_password=1,
+                created_at=time.time(),
+            )
+    except peewee.IntegrityError:  # another process created it first
+        return False
     return True
 
 

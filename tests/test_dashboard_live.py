@@ -112,13 +112,13 @@ async def test_analytics_and_costs_show_requests_from_rollups(gw):
     (row, _) = await gw.wait_rows(2)
     await gw.drained()
     series = (await b.get("/dashboard/analytics/data?range=1h&provider=openai")).json()
-    assert series["table"] == "rollup_minute"
+    assert series["table"] == "rollup_minute"  # filtered: the per-mix table
     assert sum(series["requests"]) == 2
     assert any(p is not None for p in series["p95"])
     none = (await b.get("/dashboard/analytics/data?range=1h&provider=gemini")).json()
     assert sum(none["requests"]) == 0
     week = (await b.get("/dashboard/analytics/data?range=7d")).json()
-    assert week["table"] == "rollup_hour"
+    assert week["table"] == "rollup_hour_all"  # unfiltered: one row per hour
     assert sum(week["requests"]) == 2
     charts = await b.get(
         "/dashboard/analytics?range=1h&provider=openai",

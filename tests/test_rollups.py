@@ -85,7 +85,11 @@ def test_rollups_written_with_rows_equal_raw_aggregates(db):
         rollups.write_batch(db, rows[i : i + 250])
     assert q(db, "SELECT COUNT(*) FROM requests")[0][0] == 3000
     assert q(db, ROLLUP.format("rollup_hour")) == q(db, RAW_BY_HOUR)
-    for table in ("rollup_minute", "rollup_day"):
+    for table in (
+        "rollup_minute",
+        "rollup_day",
+        *(t for t in rollups.TABLES if t.endswith("_all")),
+    ):
         (total,) = q(
             db,
             f"SELECT SUM(requests), SUM({' + '.join(rollups.HIST)}) FROM {table}",
@@ -133,7 +137,26 @@ def test_prune_deletes_old_raw_rows_and_minute_rollups_only(db):
     assert q(db, "SELECT COUNT(*) FROM requests")[0][0] == 5
     assert q(db, "SELECT SUM(requests) FROM rollup_day")[0][0] == 35, "day rollups are kept"
     assert q(db, "SELECT SUM(requests) FROM rollup_minute")[0][0] == 5
+    assert q(db, "SELECT SUM(requests) FROM rollup_minute_all")[0][0] == 5
+    assert q(db, "SELECT SUM(requests) FROM rollup_day_all")[0][0] == 35
     assert rollups.prune(db, now, retention_days=0, minute_days=0) == {
         "requests": 0,
         "rollup_minute": 0,
+        "rollup_minute_all": 0,
     }
+
+
+def test_all_tables_hold_one_row_per_bucket_with_the_same_sums(db):
+    rollups.write_batch(db, random_rows(2000))
+    for width in ("minute", "hour", "day"):
+        per_bucket = q(
+            db,
+            f"SELECT bucket, SUM(requests), SUM(errors), ROUND(SUM(cost_usd), 9), SUM(h5) "
+            f"FROM rollup_{width} GROUP BY bucket ORDER BY bucket",
+        )
+        together = q(
+            db,
+            f"SELECT bucket, requests, errors, ROUND(cost_usd, 9), h5 "
+            f"FROM rollup_{width}_all ORDER BY bucket",
+        )
+        assert together == per_bucket

@@ -46,7 +46,7 @@
             { label: "requests", data: s.requests }, { label: "errors", data: s.errors }]);
           else if (kind === "tokens") draw(c, "bar", s.labels, [{ label: "tokens", data: s.tokens }]);
           else if (kind === "latency") draw(c, "line", s.labels, [
-            { label: "p50", data: s.p50 }, { label: "p95", data: s.p95 }]);
+            { label: "p50", data: s.p50, pointRadius: 2 }, { label: "p95", data: s.p95, pointRadius: 2 }]);
           else if (kind === "cost") draw(c, "bar", s.labels, [{ label: "USD", data: s.cost }]);
         });
         box.setAttribute("data-points", String(s.labels.length));
@@ -134,9 +134,10 @@
       .then(function (r) { return r.json(); })
       .then(function (s) {
         lat = draw(box.querySelector("[data-live=latency]"), "line", s.labels,
-          [{ label: "p50", data: s.p50 }, { label: "p95", data: s.p95 }]);
+          [{ label: "p50", data: s.p50, pointRadius: 2 }, { label: "p95", data: s.p95, pointRadius: 2 }]);
         err = draw(box.querySelector("[data-live=errors]"), "line", s.labels, [{
           label: "errors %",
+          pointRadius: 2,
           data: s.requests.map(function (n, i) { return n ? 100 * s.errors[i] / n : null; }),
         }]);
       });

@@ -67,6 +67,8 @@ def pick_table(start: float, end: float, now: float, minute_days: int) -> tuple[
 def series(db: peewee.SqliteDatabase, f: Filter, now: float, minute_days: int) -> dict[str, Any]:
     """Time series for the charts: requests, errors, tokens, cost, p50/p95 latency."""
     table, step = pick_table(f.start, f.end, now, minute_days)
+    if f.client is None and f.provider is None and f.model is None:
+        table += "_all"  # one row per bucket
     first = int(f.start) // step * step
     f2 = Filter(first, f.end, f.client, f.provider, f.model)
     where, args = f2.where()
@@ -220,18 +222,19 @@ def budgets(db: peewee.SqliteDatabase, now: float) -> list[dict[str, Any]]:
 
 
 def projection(db: peewee.SqliteDatabase, now: float) -> dict[str, float]:
-    """Month-to-date spend plus the last seven days' daily rate until the month ends."""
-    start = month_start(now)
-    (mtd,) = _rows(
-        db, "SELECT COALESCE(SUM(cost_usd), 0) FROM rollup_hour WHERE bucket >= ?", (start,)
+    """Month-to-date spend plus the last seven whole days' daily rate until the month
+    ends (day rollups: both periods start at UTC midnight)."""
+    today = int(now) // 86400 * 86400
+    (r,) = _rows(
+        db,
+        "SELECT COALESCE(SUM(CASE WHEN bucket >= ? THEN cost_usd END), 0), "
+        "COALESCE(SUM(CASE WHEN bucket >= ? AND bucket < ? THEN cost_usd END), 0) "
+        "FROM rollup_day_all WHERE bucket >= ?",
+        (month_start(now), today - 7 * 86400, today, min(month_start(now), today - 7 * 86400)),
     )
-    week = now - 7 * 86400
-    (last7,) = _rows(
-        db, "SELECT COALESCE(SUM(cost_usd), 0) FROM rollup_hour WHERE bucket >= ?", (week,)
-    )
-    rate = last7[0] / 7
+    mtd, rate = r[0], r[1] / 7
     left = (month_end(now) - now) / 86400
-    return {"mtd": mtd[0], "rate": rate, "days_left": left, "projected": mtd[0] + rate * left}
+    return {"mtd": mtd, "rate": rate, "days_left": left, "projected": mtd + rate * left}
 
 
 _REQUEST_FIELDS = (
