@@ -94,7 +94,7 @@ class Services:
             nursery.start_soon(self.logwriter.run)
             nursery.start_soon(self.keys.run)
             nursery.start_soon(self.prices.run)
-            nursery.start_soon(self.tokens.load)
+            nursery.start_soon(self.tokens.run)
             nursery.start_soon(self.images.run)
             await nursery.start(self.live.run)  # first model lists before serving (<= 2 s)
             task_status.started()

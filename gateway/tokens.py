@@ -41,7 +41,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
-import tiktoken
 import trio
 
 log = logging.getLogger(__name__)
@@ -88,12 +87,22 @@ def approximate_tokens(text: str) -> int:
 
 
 class TokenCounter:
-    """Counts tokens for any model; ``load()`` once (from the app nursery) to be exact."""
+    """Counts tokens for any model.
+
+    Encodings load on first use, in a worker thread started by ``run()`` (app
+    nursery): o200k_base when the first request is counted, cl100k_base when a legacy
+    model (gpt-4, gpt-3.5) first is. Each holds about 45 MB, which an idle gateway
+    (and one that never sees legacy models) does not pay. Until an encoding is
+    loaded, counts use o200k_base if it is there, else the approximation.
+    """
 
     def __init__(self, *, load_timeout: float = 10.0) -> None:
         self._load_timeout = load_timeout
-        self._encodings: dict[str, tiktoken.Encoding] = {}
+        self._encodings: dict[str, Any] = {}  # name -> tiktoken CoreBPE
         self._warned = False
+        self._wanted: set[str] = set()
+        self._wake = trio.Event()
+        self._failed = False  # BPE files unavailable: stop asking
 
     @property
     def approximate(self) -> bool:
@@ -103,20 +112,34 @@ class TokenCounter:
     def statistics(self) -> dict[str, Any]:
         return {"approximate": self.approximate, "encodings": sorted(self._encodings)}
 
-    async def load(self) -> None:
+    async def run(self) -> None:
+        """Load each encoding the first time it is asked for (app nursery)."""
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            wanted, self._wanted = self._wanted - set(self._encodings), set()
+            if wanted:
+                await self.load(*sorted(wanted))
+
+    async def load(self, *names: str) -> None:
         """Load the BPE files in a worker thread; on any failure keep approximating."""
-        if self._encodings:
+        names = tuple(n for n in (names or (O200K,)) if n not in self._encodings)
+        if not names:
             return
-        encodings: dict[str, tiktoken.Encoding] | None = None
+        encodings: dict[str, Any] | None = None
         reason = f"not loaded within {self._load_timeout}s"
         with trio.move_on_after(self._load_timeout):
             try:
-                encodings = await trio.to_thread.run_sync(_load_encodings, abandon_on_cancel=True)
+                encodings = await trio.to_thread.run_sync(
+                    _load_encodings, names, abandon_on_cancel=True
+                )
             except Exception as exc:  # no file, no network, bad hash: all mean "approximate"
                 reason = repr(exc)
         if encodings is not None:
-            self._encodings = encodings
-        elif not self._warned:
+            self._encodings.update(encodings)
+            return
+        self._failed = True
+        if not self._warned:
             self._warned = True
             log.warning(
                 "tiktoken encodings unavailable (%s); token counts are approximate: "
@@ -149,30 +172,41 @@ class TokenCounter:
         return total
 
     def _counter(self, model: str) -> Callable[[str], int]:
-        encoding = self._encodings.get(encoding_name(model))
+        name = encoding_name(model)
+        encoding = self._encodings.get(name)
         if encoding is None:
-            return approximate_tokens
+            if name not in self._wanted and not self._failed:  # load it for next time
+                self._wanted.add(name)
+                self._wake.set()
+            encoding = self._encodings.get(O200K)
+            if encoding is None:
+                return approximate_tokens
         return lambda text: len(encoding.encode_ordinary(text))
 
 
-def _load_encodings() -> dict[str, tiktoken.Encoding]:
+def _load_encodings(names: tuple[str, ...]) -> dict[str, Any]:
     """Runs in a worker thread.
 
-    Builds ``Encoding`` objects from tiktoken's plugin constructors instead of
-    ``tiktoken.get_encoding``, whose process-wide registry would let a later load
-    "succeed" from memory after the files are gone. Loads are memoised per cache
-    folder (``TIKTOKEN_CACHE_DIR``): encodings are immutable, and building them costs
-    about a second of CPU, which every app built in one process would otherwise pay.
+    Builds tiktoken's ``CoreBPE`` from its plugin constructors instead of
+    ``tiktoken.get_encoding``: the process-wide registry would let a later load
+    "succeed" from memory after the files are gone, and ``Encoding`` keeps a Python
+    copy of the ranks (about 25 MB) that counting never needs. Loads are memoised per
+    cache folder (``TIKTOKEN_CACHE_DIR``): the tables are immutable, and building one
+    costs about half a second of CPU, which every app built in one process would
+    otherwise pay.
     """
-    return dict(_load_from(os.environ.get("TIKTOKEN_CACHE_DIR", "")))
+    folder = os.environ.get("TIKTOKEN_CACHE_DIR", "")
+    return {name: _load_one(folder, name) for name in names}
 
 
-@functools.lru_cache(maxsize=4)
-def _load_from(cache_dir: str) -> tuple[tuple[str, tiktoken.Encoding], ...]:
-    del cache_dir  # the key of the memo; tiktoken reads the variable itself
+@functools.lru_cache(maxsize=8)
+def _load_one(cache_dir: str, name: str) -> Any:
+    del cache_dir  # part of the memo's key; tiktoken reads the variable itself
+    from tiktoken._tiktoken import CoreBPE
+
     plugin = importlib.import_module("tiktoken_ext.openai_public")
-    constructors = plugin.ENCODING_CONSTRUCTORS
-    return tuple((name, tiktoken.Encoding(**constructors[name]())) for name in (O200K, CL100K))
+    spec = plugin.ENCODING_CONSTRUCTORS[name]()
+    return CoreBPE(spec["mergeable_ranks"], spec["special_tokens"], spec["pat_str"])
 
 
 # --- messages ----------------------------------------------------------------------------

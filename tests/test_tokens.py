@@ -38,7 +38,7 @@ def counter() -> TokenCounter:
         "run with TIKTOKEN_CACHE_DIR=../shared/tiktoken-cache"
     )
     loaded = TokenCounter()
-    trio.run(loaded.load)
+    trio.run(loaded.load, O200K, CL100K)
     assert not loaded.approximate, "tiktoken BPE files did not load"
     return loaded
 
@@ -321,3 +321,21 @@ async def test_load_falls_back_without_bpe_files_or_network(
     assert len(warnings) == 1
     assert "approximate" in warnings[0].getMessage()
     assert list(empty.iterdir()) == []
+
+
+async def test_token_counter_loads_each_encoding_only_when_first_needed() -> None:
+    counter = TokenCounter()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(counter.run)
+        await trio.sleep(0.05)
+        assert counter.statistics()["encodings"] == []  # an idle gateway loads nothing
+        assert counter.count_text("hello world", "gpt-4o") == approximate_tokens("hello world")
+        with trio.fail_after(10):
+            while not counter.statistics()["encodings"]:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        assert counter.statistics()["encodings"] == [O200K]
+        assert counter.count_text("hello world", "gpt-4") == 2  # o200k meanwhile
+        with trio.fail_after(10):
+            while CL100K not in counter.statistics()["encodings"]:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
