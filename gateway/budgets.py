@@ -66,17 +66,34 @@ class Budgets:
         self.global_limits = global_limits
         self._now = now
         self._accounts: dict[str, _Account] = {}
+        self._keys_for: tuple[int, dict[str, str]] = (-1, {})
+
+    def _period_keys(self) -> dict[str, str]:
+        """The current day/month keys, recomputed at most once per second."""
+        now = self._now()
+        second = int(now.timestamp())
+        if self._keys_for[0] != second:
+            self._keys_for = (second, period_keys(now))
+        return self._keys_for[1]
 
     def _account(self, scope: str) -> _Account:
         acct = self._accounts.get(scope)
         if acct is None:
             acct = self._accounts[scope] = _Account()
-        keys = period_keys(self._now())
+        keys = self._period_keys()
         for period, key in keys.items():
             if acct.keys.get(period) != key:
                 acct.keys[period] = key
                 acct.spent[period] = 0.0
         return acct
+
+    def active(self, key_limits: BudgetLimits) -> bool:
+        """Whether any budget applies to a key (else reservations can be skipped)."""
+        return any(
+            limits.get(p) is not None
+            for limits in (key_limits, self.global_limits)
+            for p in PERIODS
+        )
 
     def spent(self, scope: str) -> dict[str, float]:
         acct = self._account(scope)

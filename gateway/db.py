@@ -213,6 +213,17 @@ def open_database(path: Path) -> peewee.SqliteDatabase:
     return db
 
 
+def open_writer(path: Path) -> peewee.SqliteDatabase:
+    """The log writer's own connection to an opened database: one connection, kept open
+    (``thread_safe=False``: shared by whichever worker thread holds the writer's
+    limiter), so a batch costs a transaction, not a connect and its pragmas."""
+    db = peewee.SqliteDatabase(
+        str(path), pragmas=_PRAGMAS, check_same_thread=False, thread_safe=False
+    )
+    db.connect()
+    return db
+
+
 def insert_requests(db: peewee.SqliteDatabase, rows: list[tuple[Any, ...]]) -> None:
     """Write a batch of request rows in one transaction (writer thread only)."""
     sql = "INSERT INTO requests ({}) VALUES ({})".format(

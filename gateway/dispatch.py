@@ -105,7 +105,7 @@ class Dispatcher:
         last: GatewayError | None = None
         for target in targets:
             adapter = svc.adapters[target.kind]
-            client = svc.clients[target.provider]
+            client = svc.upstreams[target.provider]
             upstream_chat: ChatRequest | None = None
             for attempt in range(self.retries.attempts + 1):
                 try:

@@ -56,10 +56,12 @@ class LogWriter:
         *,
         queue_size: int,
         batch_size: int,
+        flush_interval: float = 0.0,
         retry_initial: float = 0.05,
         retry_max: float = 5.0,
     ) -> None:
         self._write_batch = write_batch
+        self._flush_interval = flush_interval
         self._send, self._receive = trio.open_memory_channel[Row](queue_size)
         self._batch_size = batch_size
         self._retry_initial = retry_initial
@@ -123,6 +125,15 @@ class LogWriter:
                         batch.append(self._receive.receive_nowait())
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
+                if self._flush_interval > 0:
+                    # Gather what arrives within the flush interval: one transaction for
+                    # many rows costs about what one row costs (commit, rollup upserts).
+                    with trio.move_on_after(self._flush_interval):
+                        while len(batch) < self._batch_size:
+                            try:
+                                batch.append(await self._receive.receive())
+                            except trio.EndOfChannel:
+                                break
                 await self._write_with_retry(batch)
 
     async def _write_with_retry(self, batch: list[Row]) -> None:

@@ -3,8 +3,8 @@
     1. auth.KeyStore.authenticate      bearer key -> Principal (401)
     2. validation.parse_chat_request   bytes -> ChatRequest (400 on bad input)
     3. routing.Router.targets          model -> the Target, then its fallbacks (404)
-    4. ratelimit.RateLimiter           requests, tokens, concurrent streams (429)
-    5. budgets.Budgets.reserve         worst-case cost against spend limits (429)
+    4. admission.admit                 context window (400), rate limits and
+                                       concurrent streams (429), budgets (429)
     6. dispatch.Dispatcher.run         breakers, retries, fallbacks; per target:
          target_hooks                    image inlining, DeepSeek reasoning
          providers.ADAPTERS[kind]        translation (no I/O)
@@ -19,9 +19,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import relay
-from .cost import worst_case_cost
-from .errors import BadRequest, GatewayError, RateLimited
+from . import admission, relay
+from .errors import GatewayError
 from .providers.base import ChatRequest, Target
 from .record import RequestRecord
 from .target_hooks import TargetHooks
@@ -29,10 +28,6 @@ from .validation import parse_chat_request
 
 if TYPE_CHECKING:
     from .services import Services
-
-#: Output assumed for a budget's worst case when neither the request nor the
-#: catalogue gives a limit.
-DEFAULT_MAX_OUTPUT = 4096
 
 
 class JSONReply:
@@ -66,40 +61,8 @@ async def handle_chat(
     record.provider = first.provider
     record.upstream_model = first.model
 
-    requested_output = chat.body.get("max_completion_tokens") or chat.body.get("max_tokens")
-    prompt_estimate = svc.tokens.estimate_prompt(chat.body, first.model)
-    price = svc.prices.lookup(first.provider, first.model)
-    if price is not None and price.context_limit and prompt_estimate > price.context_limit:
-        raise BadRequest(
-            f"This model's maximum context length is {price.context_limit} tokens; the "
-            f"messages come to about {prompt_estimate} tokens.",
-            param="messages",
-            code="context_length_exceeded",
-        )
-    limits = svc.limits_for(principal)
-    try:
-        ticket = svc.limiter.acquire_nowait(
-            str(principal.key_id), limits, prompt_estimate + (requested_output or 0), chat.stream
-        )
-    except RateLimited:
-        svc.metrics.rate_limit_refused()
-        raise
-    record.headers.extend((k.encode(), v.encode()) for k, v in ticket.headers)
-    try:
-        max_output = requested_output or (price and price.output_limit) or DEFAULT_MAX_OUTPUT
-        reservation = svc.budgets.reserve(
-            principal.key_id,
-            svc.budget_limits_for(principal),
-            worst_case_cost(prompt_estimate, max_output, price),
-        )
-        try:
-            return await _dispatch(svc, chat, targets, record, sink, principal.key_id)
-        finally:
-            svc.budgets.settle(reservation, record.cost_usd)
-    finally:
-        used = record.usage.total_tokens if record.usage is not None else None
-        svc.limiter.settle(ticket, limits, used)
-        svc.limiter.release(ticket)
+    async with admission.admit(svc, principal, chat, len(raw_body), first, record):
+        return await _dispatch(svc, chat, targets, record, sink, principal.key_id)
 
 
 async def _dispatch(

@@ -25,7 +25,7 @@ import orjson
 import trio
 
 from .errors import GatewayError, UpstreamProtocolError, UpstreamTimeout
-from .http_client import map_transport_errors
+from .http_client import Upstream, map_transport_errors
 from .providers.base import (
     ChatRequest,
     ChatResult,
@@ -52,11 +52,16 @@ def sse_error(exc: GatewayError) -> bytes:
 
 
 async def _send(
-    client: httpx.AsyncClient, req: UpstreamRequest, provider: str, stream: bool
+    upstream: Upstream, req: UpstreamRequest, provider: str, stream: bool
 ) -> httpx.Response:
-    request = client.build_request(req.method, req.url, headers=req.headers, content=req.content)
     with map_transport_errors(provider):
-        return await client.send(request, stream=stream)
+        response = await upstream.send(req.method, req.url, req.headers, req.content)
+        if not stream:
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+        return response
 
 
 async def _raise_for_status(
@@ -72,7 +77,7 @@ async def _raise_for_status(
 
 
 async def complete(
-    client: httpx.AsyncClient,
+    client: Upstream,
     adapter: ProviderAdapter,
     chat: ChatRequest,
     target: Target,
@@ -122,7 +127,7 @@ async def _pump(
 
 
 async def stream(
-    client: httpx.AsyncClient,
+    client: Upstream,
     adapter: ProviderAdapter,
     chat: ChatRequest,
     target: Target,

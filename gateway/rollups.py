@@ -126,7 +126,8 @@ def add_rows(conn: Any, rows: Sequence[Sequence[Any]]) -> None:
 
 def write_batch(db: peewee.SqliteDatabase, rows: list[tuple[Any, ...]]) -> None:
     """The log writer's write function: request rows + rollups in one transaction."""
-    with db.connection_context(), db.atomic():
+    # No connection_context: the writer's database keeps its one connection open.
+    with db.atomic():
         conn = db.connection()  # type: ignore[no-untyped-call]
         conn.executemany(_INSERT_REQUESTS, rows)
         add_rows(conn, rows)

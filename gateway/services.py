@@ -23,7 +23,7 @@ from .breaker import BreakerPolicy, Breakers
 from .budgets import BudgetLimits, Budgets
 from .cost import cost_usd
 from .dispatch import Dispatcher
-from .http_client import build_client
+from .http_client import Upstream
 from .images import ImageFetcher, build_image_client
 from .live_models import LiveModels
 from .logwriter import LogWriter
@@ -46,16 +46,19 @@ class Services:
         self.settings = settings
         self.db: peewee.SqliteDatabase = dbmod.open_database(settings.database_path)
         self.db_limiter = trio.CapacityLimiter(4)
+        self.writer_db = dbmod.open_writer(settings.database_path)
         self.keys = KeyStore(self.db, self.db_limiter, settings.auth.refresh_seconds)
         self.logwriter = LogWriter(
-            lambda rows: rollups.write_batch(self.db, rows),  # + rollups, same transaction
+            lambda rows: rollups.write_batch(self.writer_db, rows),  # + rollups, one commit
             queue_size=settings.database.queue_size,
             batch_size=settings.database.batch_size,
+            flush_interval=settings.database.flush_interval,
         )
         self.router = Router(settings)
         self.adapters: dict[str, ProviderAdapter] = {k: cls() for k, cls in ADAPTERS.items()}
+        self.upstreams = {name: Upstream(p) for name, p in settings.providers.items()}
         self.clients: dict[str, httpx.AsyncClient] = {
-            name: build_client(p) for name, p in settings.providers.items()
+            name: u.client for name, u in self.upstreams.items()
         }
         #: Remote image URLs -> data URLs for adapters with ``needs_inline_images``.
         self.images = ImageFetcher.from_settings(build_image_client(), settings.images)
@@ -109,6 +112,7 @@ class Services:
         with trio.CancelScope(shield=True):
             for client in self.clients.values():
                 await client.aclose()
+        self.writer_db.close()
         self.db.close()
 
     # -- per-request helpers ---------------------------------------------------------

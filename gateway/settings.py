@@ -50,6 +50,9 @@ class DatabaseSettings:
     path: str = _f("./data/llm_proxy.db", "SQLite file; its folder is created on start.")
     queue_size: int = _f(50_000, "Log rows buffered in memory before drops are counted.")
     batch_size: int = _f(1000, "Most rows written in one transaction.")
+    flush_interval: float = _f(
+        0.1, "Seconds the log writer gathers rows before a write (0: write at once)."
+    )
     retention_days: int = _f(0, "Delete raw request rows older than this (0 keeps all).")
 
 
