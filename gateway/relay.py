@@ -52,10 +52,10 @@ def sse_error(exc: GatewayError) -> bytes:
 
 
 async def _send(
-    upstream: Upstream, req: UpstreamRequest, provider: str, stream: bool
+    upstream: Upstream, shard: int, req: UpstreamRequest, provider: str, stream: bool
 ) -> httpx.Response:
     with map_transport_errors(provider):
-        response = await upstream.send(req.method, req.url, req.headers, req.content)
+        response = await upstream.send(shard, req.method, req.url, req.headers, req.content)
         if not stream:
             try:
                 await response.aread()
@@ -85,8 +85,8 @@ async def complete(
 ) -> ChatResult:
     """A non-streamed call. Raises ``GatewayError`` subclasses."""
     req = adapter.build_chat(chat, target)
-    with trio.move_on_after(deadline) as scope:
-        response = await _send(client, req, target.provider, stream=False)
+    with client.lease() as shard, trio.move_on_after(deadline) as scope:
+        response = await _send(client, shard, req, target.provider, stream=False)
     if scope.cancelled_caught:
         raise UpstreamTimeout(f"provider {target.provider} did not answer within {deadline:g}s")
     await _raise_for_status(response, adapter, target.provider, stream=False)
@@ -143,8 +143,8 @@ async def stream(
     req = adapter.build_chat(chat, target)
     translator = adapter.stream_translator(chat, target)
     outcome.translator = translator
-    with trio.move_on_after(deadline) as scope:
-        response = await _send(client, req, target.provider, stream=True)
+    with client.lease() as shard, trio.move_on_after(deadline) as scope:
+        response = await _send(client, shard, req, target.provider, stream=True)
         try:
             await _raise_for_status(response, adapter, target.provider, stream=True)
             await sink.start()

@@ -56,7 +56,8 @@ class Services:
         )
         self.router = Router(settings)
         self.adapters: dict[str, ProviderAdapter] = {k: cls() for k, cls in ADAPTERS.items()}
-        self.upstreams = {name: Upstream(p) for name, p in settings.providers.items()}
+        tls = httpx.create_ssl_context()  # shared: each one loads the CA bundle
+        self.upstreams = {name: Upstream(p, tls) for name, p in settings.providers.items()}
         self.clients: dict[str, httpx.AsyncClient] = {
             name: u.client for name, u in self.upstreams.items()
         }
@@ -110,8 +111,8 @@ class Services:
         await self.logwriter.wait_drained()
         self._closed.set()
         with trio.CancelScope(shield=True):
-            for client in self.clients.values():
-                await client.aclose()
+            for upstream in self.upstreams.values():
+                await upstream.aclose()
         self.writer_db.close()
         self.db.close()
 
