@@ -20,6 +20,7 @@ endpoint, the dashboard and the log.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -203,7 +204,7 @@ class Breakers:
         self.transitions: deque[tuple[float, str, str, str]] = deque(maxlen=200)
 
     def _note(self, name: str, old: State, new: State) -> None:
-        self.transitions.append((trio.current_time(), name, old.value, new.value))
+        self.transitions.append((time.time(), name, old.value, new.value))
 
     def get(self, name: str) -> CircuitBreaker:
         breaker = self._by_name.get(name)

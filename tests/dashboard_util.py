@@ -29,6 +29,7 @@ DATA = [
     "/dashboard/analytics/data?range=24h",
     "/dashboard/monitoring/data",
     "/dashboard/costs/export.csv",
+    "/dashboard/api/status",
 ]
 
 

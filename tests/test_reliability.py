@@ -10,6 +10,7 @@ import pytest
 import trio
 
 from tests.conftest import make_settings, start_gateway
+from tests.dashboard_util import signed_in
 from tests.fakes.upstream import FakeUpstream, Reply, fixture, sse_events
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}
@@ -41,8 +42,14 @@ async def test_breaker_opens_then_fails_fast_without_calling_upstream(nursery, u
     assert resp.json()["error"]["type"] == "service_unavailable"
     assert 1 <= int(resp.headers["retry-after"]) <= 30
     assert len(upstream.requests) == calls, "an open breaker must not call the provider"
-    states = {s.name: s.state for s in gw.app.services.breakers.statistics()}
+    # The admin status endpoint shows it (signed in to the dashboard).
+    browser = await signed_in(gw)
+    status = (await browser.get("/dashboard/api/status")).json()
+    await browser.aclose()
+    states = {b["name"]: b["state"] for b in status["breakers"]}
     assert states["openai"] == "open"
+    moves = {(t["breaker"], t["from"], t["to"]) for t in status["transitions"]}
+    assert ("openai", "closed", "open") in moves
     await gw.aclose()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import csv
+import dataclasses
 import io
 import time
 from typing import TYPE_CHECKING, Any
@@ -77,6 +78,7 @@ def routes(bp: Blueprint, dash: Dashboard) -> None:
     async def overview_context() -> dict[str, Any]:
         svc = dash.services
         recent = await dash.db(queries.provider_recent, db, time.time())
+        breakers = {b.name: b.state for b in svc.breakers.statistics()}
         providers = []
         for name, p in svc.settings.providers.items():
             providers.append(
@@ -84,6 +86,7 @@ def routes(bp: Blueprint, dash: Dashboard) -> None:
                     "name": name,
                     "kind": p.kind,
                     "enabled": p.enabled,
+                    "breaker": breakers.get(name, "closed"),
                     "recent": recent.get(name),
                     "test": dash.tests.get(name),
                 }
@@ -101,6 +104,23 @@ def routes(bp: Blueprint, dash: Dashboard) -> None:
     @bp.get("/")
     async def overview() -> Response:
         return await render("overview", **await overview_context())
+
+    @bp.get("/api/status")
+    async def status() -> Response:
+        """Breakers (state, counts, recent transitions), limiter and log writer, as JSON."""
+        svc = dash.services
+        return _json(
+            {
+                "breakers": [dataclasses.asdict(b) for b in svc.breakers.statistics()],
+                "transitions": [
+                    {"at": at, "breaker": name, "from": old, "to": new}
+                    for at, name, old, new in svc.breakers.transitions
+                ],
+                "rate_limits": svc.limiter.statistics(),
+                "log_writer": dataclasses.asdict(svc.logwriter.statistics()),
+                "in_flight": svc.in_flight,
+            }
+        )
 
     # -- analytics ---------------------------------------------------------------------
 
