@@ -50,12 +50,16 @@ class Upstream:
     """
 
     def __init__(self, provider: ProviderSettings, ssl_context: ssl.SSLContext) -> None:
+        # httpx's read timeout bounds every read, headers included; the relay applies
+        # the shorter of the two limits to each phase itself.
         timeout = httpx.Timeout(
             connect=provider.connect_timeout,
-            read=provider.read_timeout,
+            read=max(provider.first_byte_timeout, provider.read_timeout),
             write=provider.read_timeout,
             pool=provider.connect_timeout,
         )
+        self.first_byte_timeout = provider.first_byte_timeout
+        self.idle_timeout = provider.read_timeout
         shards = max(1, -(-provider.max_connections // SHARD_SIZE))
         per_shard = -(-provider.max_connections // shards)
         limits = httpx.Limits(

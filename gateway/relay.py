@@ -55,10 +55,19 @@ async def _send(
     upstream: Upstream, shard: int, req: UpstreamRequest, provider: str, stream: bool
 ) -> httpx.Response:
     with map_transport_errors(provider):
-        response = await upstream.send(shard, req.method, req.url, req.headers, req.content)
+        with trio.move_on_after(upstream.first_byte_timeout) as waiting:
+            response = await upstream.send(shard, req.method, req.url, req.headers, req.content)
+        if waiting.cancelled_caught:
+            raise UpstreamTimeout(
+                f"provider {provider} did not start answering within "
+                f"{upstream.first_byte_timeout:g}s"
+            )
         if not stream:
             try:
-                await response.aread()
+                with trio.move_on_after(upstream.idle_timeout) as reading:
+                    await response.aread()
+                if reading.cancelled_caught:
+                    raise UpstreamTimeout(f"provider {provider} stalled while answering")
             finally:
                 await response.aclose()
         return response
@@ -113,10 +122,23 @@ async def _pump(
     translator: StreamTranslator,
     sink: StreamSink,
     outcome: StreamOutcome,
+    first: float,
+    idle: float,
 ) -> None:
-    """Upstream reads -> translated SSE events -> one client write per read."""
+    """Upstream reads -> translated SSE events -> one client write per read; a provider
+    that sends nothing for ``idle`` seconds is cut off with ``UpstreamTimeout``."""
     async with aclosing(response.aiter_bytes()) as upstream_bytes:  # type: ignore[type-var]
-        async for raw in upstream_bytes:
+        reads = upstream_bytes.__aiter__()
+        wait = max(first, idle)  # some providers send headers at once, then think
+        while True:
+            with trio.move_on_after(wait) as waiting:
+                try:
+                    raw = await reads.__anext__()
+                except StopAsyncIteration:
+                    return
+            if waiting.cancelled_caught:
+                raise UpstreamTimeout(f"provider stalled: no data for {wait:g}s mid-stream")
+            wait = idle
             out = [
                 b"data: " + p + b"\n\n" for data in decoder.feed(raw) for p in translator.feed(data)
             ]
@@ -152,7 +174,15 @@ async def stream(
             decoder = SSEDecoder()
             try:
                 with map_transport_errors(target.provider):
-                    await _pump(response, decoder, translator, sink, outcome)
+                    await _pump(
+                        response,
+                        decoder,
+                        translator,
+                        sink,
+                        outcome,
+                        client.first_byte_timeout,
+                        client.idle_timeout,
+                    )
                 tail = [
                     b"data: " + p + b"\n\n"
                     for data in decoder.close()

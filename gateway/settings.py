@@ -146,7 +146,12 @@ class ProviderSettings:
     )
     models: list[str] = _f([], "Model ids listed in /v1/models besides the catalogue's.")  # noqa: RUF009
     connect_timeout: float = _f(10.0, "Seconds to connect to the provider.")
-    read_timeout: float = _f(300.0, "Seconds to wait for the first byte and between chunks.")
+    first_byte_timeout: float = _f(
+        300.0, "Seconds to wait for the provider's answer to start (its response headers)."
+    )
+    read_timeout: float = _f(
+        120.0, "Seconds a started answer may stall: between stream chunks, or body reads."
+    )
     deadline: float = _f(3600.0, "Overall seconds a request or stream may take.")
     max_connections: int = _f(100, "Connection pool size for this provider.")
     api_key: str | None = field(default=None, repr=False, metadata={"internal": True})
@@ -259,7 +264,7 @@ def _validate(s: Settings) -> None:
             )
         if not p.base_url.startswith(("http://", "https://")):
             raise ConfigError(f"providers.{name}.base_url: must start with http:// or https://")
-        for t in ("connect_timeout", "read_timeout", "deadline"):
+        for t in ("connect_timeout", "first_byte_timeout", "read_timeout", "deadline"):
             if getattr(p, t) <= 0:
                 raise ConfigError(f"providers.{name}.{t}: must be positive")
     for alias, target in s.aliases.items():

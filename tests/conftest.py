@@ -37,6 +37,7 @@ def make_settings(tmp_path: Path, upstream_url: str | None = None, **sections: A
         "enabled": upstream_url is not None,
         "base_url": f"{upstream_url or 'http://127.0.0.1:9'}/v1",
         "read_timeout": 5.0,
+        "first_byte_timeout": 5.0,
         "connect_timeout": 2.0,
     }
     for name, extra in sections.pop("providers", {}).items():

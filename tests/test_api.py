@@ -235,7 +235,9 @@ async def test_upstream_refusing_connections_is_502(nursery, tmp_path):
 async def test_upstream_hang_is_504_after_read_timeout(nursery, upstream, tmp_path):
     from tests.conftest import make_settings, start_gateway
 
-    settings = make_settings(tmp_path, upstream.url, providers={"openai": {"read_timeout": 0.3}})
+    settings = make_settings(
+        tmp_path, upstream.url, providers={"openai": {"first_byte_timeout": 0.3}}
+    )
     gw = await start_gateway(nursery, settings)
     upstream.push(Reply(hang=True))
     with pytest.raises(openai.APIStatusError) as info:
@@ -243,6 +245,33 @@ async def test_upstream_hang_is_504_after_read_timeout(nursery, upstream, tmp_pa
             model="gpt-4o", messages=[{"role": "user", "content": "x"}]
         )
     assert info.value.status_code == 504
+    await gw.aclose()
+
+
+async def test_first_byte_and_idle_timeouts_are_separate(nursery, upstream, tmp_path):
+    """A slow start is allowed its first_byte_timeout; a stall once streaming gets
+    only read_timeout (issue #4)."""
+    from tests.conftest import make_settings, start_gateway
+
+    settings = make_settings(
+        tmp_path,
+        upstream.url,
+        providers={"openai": {"first_byte_timeout": 2.0, "read_timeout": 0.2}},
+    )
+    gw = await start_gateway(nursery, settings)
+    events = sse_events(fixture("openai_stream_text.sse"))
+    body = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    upstream.push(Reply(chunks=events, first_byte_delay=0.5))  # slow start: fine
+    upstream.push(Reply(chunks=events, chunk_delay=0.5))  # stalls mid-stream: cut
+    async with gw.client() as client:
+        slow_start = await client.post("/v1/chat/completions", json=body)
+        stalled = await client.post("/v1/chat/completions", json=body)
+    assert slow_start.content.endswith(b"data: [DONE]\n\n")
+    assert b'"error"' not in slow_start.content
+    last_events = stalled.content.split(b"\n\n")[-3:]
+    assert last_events[-1] == b""
+    assert last_events[-2] == b"data: [DONE]"
+    assert json.loads(last_events[-3][6:])["error"]["code"] == "upstream_timeout"
     await gw.aclose()
 
 

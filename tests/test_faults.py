@@ -83,9 +83,11 @@ level = "warning"
 [providers.openai]
 base_url = {json.dumps(openai_url + "/v1")}
 read_timeout = 0.5
+first_byte_timeout = 0.5
 [providers.deepseek]
 base_url = {json.dumps(deepseek_url)}
 read_timeout = 0.5
+first_byte_timeout = 0.5
 [providers.gemini]
 enabled = false
 [retries]
