@@ -88,6 +88,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings.database_path,
         ", ".join(enabled) or "none",
     )
+    if settings.server.workers > 1:
+        from .workers import serve_workers
+
+        return serve_workers(_config_path(args.config), settings, settings.server.workers)
     trio.run(_serve, settings)
     return 0
 

@@ -42,6 +42,7 @@ class ServerSettings:
     max_body_bytes: int = _f(20 * 1024 * 1024, "Largest request body accepted (413 above).")
     trusted_hops: int = _f(0, "Reverse proxies in front (X-Forwarded-For hops to trust).")
     secret_key: str = _f("", "Dashboard session key; generated and stored if empty.")
+    workers: int = _f(1, "Worker processes sharing the port (limits are per worker).")
     access_log: bool = _f(False, "Let hypercorn write an access log line per request.")
 
 
@@ -241,6 +242,8 @@ def _build(
 
 
 def _validate(s: Settings) -> None:
+    if s.server.workers < 1:
+        raise ConfigError("server.workers: must be at least 1")
     if not 0 < s.server.port < 65536:
         raise ConfigError("server.port: must be between 1 and 65535")
     for name in ("graceful_timeout", "keep_alive_timeout"):
