@@ -291,7 +291,7 @@ graceful_timeout = 10.0
 path = "{db}"
 
 [logging]
-level = "warning"
+level = "{log_level}"
 
 [models_dev]
 enabled = false      # no catalogue fetch: the benchmark talks to 127.0.0.1 only
@@ -336,7 +336,13 @@ class Gateway:
 
     def setup(self) -> None:
         self.config.write_text(
-            CONFIG.format(port=self.port, db=self.db, upstream=UPSTREAM, model=MODEL)
+            CONFIG.format(
+                port=self.port,
+                db=self.db,
+                upstream=UPSTREAM,
+                model=MODEL,
+                log_level=os.environ.get("GATEWAY_LOG_LEVEL", "warning"),
+            )
         )
         run = subprocess.run(
             [self.exe, "--config", str(self.config), "keys", "create", "bench"],
@@ -732,6 +738,7 @@ def main() -> int:
     gw = Gateway(tmp, llm_proxy)
     points: list[Point] = []
     started = time.time()
+    rev = git_rev()  # now: the tree the gateway starts from
     stamp = time.strftime("%Y%m%d-%H%M%S")
     try:
         h0 = host_ticks()
@@ -762,7 +769,12 @@ def main() -> int:
                     targets.append(("gateway", gw.base, gw.pid))
                     for name, url, pid in targets:
                         if gw.proc and gw.proc.poll() is not None:
-                            raise SystemExit(f"bench: the gateway died:\n{gw.log_tail()}")
+                            rc = gw.proc.returncode
+                            how = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"code {rc}"
+                            k.keep = True
+                            raise SystemExit(
+                                f"bench: the gateway died ({how}); its log:\n{gw.log_tail()}"
+                            )
                         p = measure(k, name, url, gw.key, s, c, rnd, pid,
                                     upstream.pid if name == "gateway" else None)  # fmt: skip
                         points.append(p)
@@ -806,7 +818,7 @@ def main() -> int:
             if "WARNING" in ln or "ERROR" in ln or "Traceback" in ln
         ]  # fmt: skip
         header = (
-            f"llm-proxy {git_rev()}, {platform.node()}, {os.cpu_count()} CPUs, "
+            f"llm-proxy {rev}, {platform.node()}, {os.cpu_count()} CPUs, "
             f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {k.duration} s per point"
             f" (+{k.warmup} s warm-up on the gateway), wrk -t{k.threads}, "
             f"conns {' '.join(map(str, k.conns))}, {k.repeat} round(s); "
