@@ -273,3 +273,22 @@ def test_cli_prefers_already_set_env_var_over_dotenv(tmp_path):
     assert result.returncode == 0
     assert "providers enabled: none" in result.stdout
     assert "OPENAI_API_KEY" in result.stderr
+
+
+def test_serve_with_an_unusable_database_path_is_a_clear_error(tmp_path):
+    """Issue #4: an unwritable path at startup is a message, not a traceback."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the database folder should be")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\npath = "{blocker / "gw.db"}"\n[models_dev]\nenabled = false\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode != 0
+    assert "database.path" in result.stderr
+    assert "Traceback" not in result.stderr

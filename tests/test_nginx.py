@@ -5,9 +5,10 @@ A real nginx (Debian's package) runs as a subprocess with a config generated und
 in a plain-HTTP server block on 127.0.0.1. Skipped, saying why, when the
 ``nginx`` binary is not installed (``.ci/run`` installs it).
 
-By default the streaming test runs a 3-second stream with 1-second gaps; with
-``LLM_PROXY_SLOW_TESTS=1`` it runs a 130-second stream whose two silent gaps are
-longer than nginx's default 60 s ``proxy_read_timeout``.
+The streaming test runs a 130-second stream whose two silent gaps are longer than
+nginx's default 60 s ``proxy_read_timeout``, so a config that lost its long read
+timeout fails it. ``LLM_PROXY_FAST_TESTS=1`` shortens it to 3 seconds for quick
+local runs.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from tests.fakes.upstream import FakeUpstream, stream_reply
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCATIONS = ROOT / "contrib" / "nginx" / "llm-proxy-locations.conf"
-SLOW = os.environ.get("LLM_PROXY_SLOW_TESTS") == "1"
+FAST = os.environ.get("LLM_PROXY_FAST_TESTS") == "1"
 #: A loopback address other than nginx's own, so "the real client" is distinguishable
 #: from nginx (127.0.0.1) and from a spoofed X-Forwarded-For.
 CLIENT_IP = "127.0.0.5"
@@ -163,7 +164,7 @@ def test_shipped_timeouts_cover_long_streams():
 async def test_stream_through_nginx_is_unbuffered_not_cut_and_logs_the_real_client(
     nursery, upstream: FakeUpstream, tmp_path: Path, start_nginx: StartNginx
 ):
-    gap, gaps = (65.0, 2) if SLOW else (1.0, 3)
+    gap, gaps = (1.0, 3) if FAST else (65.0, 2)
     settings = make_settings(
         tmp_path,
         upstream.url,
