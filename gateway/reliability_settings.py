@@ -16,8 +16,14 @@ from typing import Any
 from .errors import ConfigError
 
 
-def _f(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+def setting(default: Any, help: str, **kw: Any) -> Any:
+    """One declared config key: its default and its help text (``settings.py`` too)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+_f = setting
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,7 @@ from . import reliability_settings as rs
 from .errors import ConfigError
 from .reliability_settings import BreakerSettings, BudgetSettings, LimitsSettings, RetrySettings
 
-
-def _f(default: Any, help: str, **kw: Any) -> Any:
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kw)
-    return field(default=default, metadata={"help": help}, **kw)
+_f = rs.setting
 
 
 @dataclass(frozen=True)
