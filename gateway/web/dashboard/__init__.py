@@ -43,7 +43,8 @@ def _seed_totals(dash: Dashboard) -> None:
             .execute(
                 "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(errors), 0), "
                 "COALESCE(SUM(prompt_tokens + completion_tokens), 0), "
-                "COALESCE(SUM(cost_usd), 0) FROM rollup_day WHERE bucket = ?",
+                "COALESCE(SUM(cost_usd), 0), COALESCE(SUM(unpriced), 0) "
+                "FROM rollup_day WHERE bucket = ?",
                 (day,),
             )
             .fetchone()

@@ -102,10 +102,13 @@ class LiveTotals:
         self.errors = 0
         self.tokens = 0
         self.cost_usd = 0.0
+        self.unpriced = 0  # requests with tokens but no known price: spend is a floor
 
-    def seed(self, day: int, requests: int, errors: int, tokens: int, cost_usd: float) -> None:
+    def seed(
+        self, day: int, requests: int, errors: int, tokens: int, cost_usd: float, unpriced: int = 0
+    ) -> None:
         self.day, self.requests, self.errors = day, requests, errors
-        self.tokens, self.cost_usd = tokens, cost_usd
+        self.tokens, self.cost_usd, self.unpriced = tokens, cost_usd, unpriced
 
     def _roll(self, day: int) -> None:
         if day > self.day:
@@ -121,8 +124,10 @@ class LiveTotals:
                 continue  # a row from yesterday written after midnight
             self.requests += 1
             self.errors += r[status] >= 400
-            self.tokens += (r[pt] or 0) + (r[ct] or 0)
+            tokens = (r[pt] or 0) + (r[ct] or 0)
+            self.tokens += tokens
             self.cost_usd += r[cost] or 0.0
+            self.unpriced += r[cost] is None and tokens > 0
 
     def snapshot(self) -> dict[str, Any]:
         self._roll(utc_day(time.time()))
@@ -131,4 +136,5 @@ class LiveTotals:
             "errors": self.errors,
             "tokens": self.tokens,
             "cost_usd": self.cost_usd,
+            "unpriced": self.unpriced,
         }
