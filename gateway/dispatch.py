@@ -124,13 +124,21 @@ class Dispatcher:
                     if upstream_chat is None:
                         upstream_chat = await hooks.prepare(target)
                     if chat.stream:
+                        failed: UpstreamError | None = None
                         try:
                             await relay.stream(
                                 client, adapter, upstream_chat, target, remaining, sink, outcome
                             )
-                        finally:
+                        except UpstreamError as exc:
+                            failed = exc
+                            raise
+                        finally:  # also when cancelled: keep what the stream delivered
                             hooks.finished(
-                                target, upstream_chat, None, outcome.translator, outcome.error
+                                target,
+                                upstream_chat,
+                                None,
+                                outcome.translator,
+                                outcome.error or failed,
                             )
                         admitted.record(outcome.error)
                         return None
@@ -140,7 +148,7 @@ class Dispatcher:
                     return result
                 except UpstreamError as exc:
                     admitted.record(exc)
-                    if upstream_chat is not None:
+                    if upstream_chat is not None and not chat.stream:  # streams: done above
                         hooks.finished(target, upstream_chat, None, None, exc)
                     last = exc
                     if outcome.started:
