@@ -113,6 +113,23 @@ class Gateway:
         self.stop()
         await self.stopped.wait()
 
+    async def hang_up_mid_stream(self, content: str, reads: int) -> None:
+        """Stream a chat answer, read ``reads`` chunks of it, then close the connection."""
+        body = {
+            "model": "gpt-4o",
+            "stream": True,
+            "messages": [{"role": "user", "content": content}],
+        }
+        async with (
+            self.client() as client,
+            client.stream("POST", "/v1/chat/completions", json=body) as resp,
+        ):
+            got = 0
+            async for _ in resp.aiter_bytes():
+                got += 1
+                if got == reads:
+                    break
+
     def client(self, **kw: Any) -> httpx.AsyncClient:
         headers = {"authorization": f"Bearer {self.key}"}
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=10, **kw)

@@ -322,23 +322,7 @@ async def test_error_inside_upstream_stream_is_relayed_as_sse_error(gateway, ups
 async def test_client_disconnect_mid_stream_closes_upstream_and_logs(gateway, upstream):
     events = sse_events(fixture("openai_stream_text.sse"))
     upstream.push(Reply(chunks=events, chunk_delay=0.05))
-    async with (
-        gateway.client() as client,
-        client.stream(
-            "POST",
-            "/v1/chat/completions",
-            json={
-                "model": "gpt-4o",
-                "stream": True,
-                "messages": [{"role": "user", "content": "Hi"}],
-            },
-        ) as resp,
-    ):
-        got = 0
-        async for _ in resp.aiter_bytes():
-            got += 1
-            if got == 2:
-                break
+    await gateway.hang_up_mid_stream("Hi", reads=2)
     with trio.fail_after(1):
         await upstream.wait_disconnect()
     assert upstream.disconnects == 1

@@ -139,23 +139,7 @@ async def test_disconnected_stream_is_billed_for_what_it_received(nursery, upstr
         nursery, settings_with_catalogue(tmp_path, upstream, "http://127.0.0.1:9/api.json")
     )
     upstream.push(Reply(chunks=sse_events(fixture("openai_stream_text.sse")), chunk_delay=0.05))
-    async with (
-        gw.client() as client,
-        client.stream(
-            "POST",
-            "/v1/chat/completions",
-            json={
-                "model": "gpt-4o",
-                "stream": True,
-                "messages": [{"role": "user", "content": "Say hello"}],
-            },
-        ) as resp,
-    ):
-        reads = 0
-        async for _ in resp.aiter_bytes():
-            reads += 1
-            if reads == 3:
-                break
+    await gw.hang_up_mid_stream("Say hello", reads=3)
     (row,) = await gw.wait_rows(1)
     assert row["status"] == 499
     assert row["tokens_estimated"] == 1
