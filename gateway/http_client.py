@@ -1,10 +1,10 @@
-"""The httpx clients that reach providers, and the one place httpx errors are mapped.
+"""The connections that reach providers, and the one place httpx errors are mapped.
 
-One ``httpx.AsyncClient`` per provider, so each has its own pool size and
-timeouts: ``connect_timeout`` to connect, ``read_timeout`` for the first byte and
-between stream chunks. The overall deadline is applied by the relay with a trio
-cancel scope, not here. ``trust_env=False``: a stray ``HTTP_PROXY`` must not
-reroute provider traffic.
+One ``Upstream`` per provider, so each has its own pool size and timeouts:
+``connect_timeout`` to connect, ``first_byte_timeout`` for the answer to start,
+``read_timeout`` between stream chunks (the relay applies the last two and the
+overall deadline with trio cancel scopes). Nothing reads proxy settings from the
+environment: a stray ``HTTP_PROXY`` must not reroute provider traffic.
 """
 
 from __future__ import annotations
@@ -16,88 +16,67 @@ from contextlib import contextmanager
 import httpx
 
 from .errors import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from .http11 import ProviderTransport
 from .settings import ProviderSettings
 
 
-class _Lease:
-    __slots__ = ("_busy", "shard")
-
-    def __init__(self, busy: list[int], shard: int) -> None:
-        self._busy = busy
-        self.shard = shard
-
-    def __enter__(self) -> int:
-        return self.shard
-
-    def __exit__(self, *exc: object) -> None:
-        self._busy[self.shard] -= 1
-
-
-#: Connections per pool shard. httpcore checks every pooled connection on each
-#: request and each release, so its cost grows with the pool; small shards keep
-#: that check short (at 32 busy connections one pool spent a third of the CPU there).
-SHARD_SIZE = 8
-
-
 class Upstream:
-    """One provider's connection pool, sharded.
+    """One provider's connections.
 
-    The relay sends through the transports directly: ``httpx.AsyncClient``'s layers
-    (redirects, auth flows, cookies, event hooks) are work a provider call never
-    needs. A request goes to the shard with the fewest requests in flight
-    (``lease``/``release``). ``client`` uses the first shard for everything else
-    (model lists, the dashboard's connection test).
+    The relay sends through ``transport`` (``http11.ProviderTransport``) directly:
+    ``httpx.AsyncClient``'s layers (redirects, auth flows, cookies, event hooks)
+    are work a provider call never needs, and the relay applies the first-byte,
+    stall and overall deadlines itself. ``client`` is a plain ``httpx.AsyncClient``
+    with a small pool of its own, for everything else (model lists, the
+    dashboard's connection test).
     """
 
     def __init__(self, provider: ProviderSettings, ssl_context: ssl.SSLContext) -> None:
-        # httpx's read timeout bounds every read, headers included; the relay applies
-        # the shorter of the two limits to each phase itself.
+        self.first_byte_timeout = provider.first_byte_timeout
+        self.idle_timeout = provider.read_timeout
+        self.transport = ProviderTransport(
+            ssl_context=ssl_context,
+            max_connections=provider.max_connections,
+            connect_timeout=provider.connect_timeout,
+        )
+        self._urls: dict[str, httpx.URL] = {}
+        # httpx's read timeout bounds every read, headers included.
         timeout = httpx.Timeout(
             connect=provider.connect_timeout,
             read=max(provider.first_byte_timeout, provider.read_timeout),
             write=provider.read_timeout,
             pool=provider.connect_timeout,
         )
-        self.first_byte_timeout = provider.first_byte_timeout
-        self.idle_timeout = provider.read_timeout
-        shards = max(1, -(-provider.max_connections // SHARD_SIZE))
-        per_shard = -(-provider.max_connections // shards)
-        limits = httpx.Limits(
-            max_connections=per_shard, max_keepalive_connections=per_shard, keepalive_expiry=30.0
-        )
-        self.transports = [
-            # One TLS context for all: building one loads the CA bundle (~25 ms).
-            httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits, retries=0)
-            for _ in range(shards)
-        ]
-        self._busy = [0] * shards
-        self.timeout = timeout.as_dict()
         self.client = httpx.AsyncClient(
-            transport=self.transports[0], timeout=timeout, trust_env=False, follow_redirects=False
+            transport=httpx.AsyncHTTPTransport(
+                verify=ssl_context, limits=httpx.Limits(max_connections=4), retries=0
+            ),
+            timeout=timeout,
+            trust_env=False,
+            follow_redirects=False,
         )
 
-    def lease(self) -> _Lease:
-        """``with upstream.lease() as shard:`` the least busy shard, busy until the end."""
-        busy = self._busy
-        shard = busy.index(min(busy))
-        busy[shard] += 1
-        return _Lease(busy, shard)
+    def _url(self, url: str) -> httpx.URL:
+        """Parsed once per distinct URL (a provider uses a handful)."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= 1024:
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
+        return parsed
 
     async def send(
-        self, shard: int, method: str, url: str, headers: dict[str, str], content: bytes
+        self, method: str, url: str, headers: dict[str, str], content: bytes
     ) -> httpx.Response:
         """Send and return once the response headers are in; the body is still to read."""
-        request = httpx.Request(
-            method, url, headers=headers, content=content, extensions={"timeout": self.timeout}
-        )
-        response = await self.transports[shard].handle_async_request(request)
+        request = httpx.Request(method, self._url(url), headers=headers, content=content)
+        response = await self.transport.handle_async_request(request)
         response.request = request
         return response
 
     async def aclose(self) -> None:
         await self.client.aclose()
-        for transport in self.transports[1:]:
-            await transport.aclose()
+        await self.transport.aclose()
 
 
 @contextmanager

@@ -52,11 +52,11 @@ def sse_error(exc: GatewayError) -> bytes:
 
 
 async def _send(
-    upstream: Upstream, shard: int, req: UpstreamRequest, provider: str, stream: bool
+    upstream: Upstream, req: UpstreamRequest, provider: str, stream: bool
 ) -> httpx.Response:
     with map_transport_errors(provider):
         with trio.move_on_after(upstream.first_byte_timeout) as waiting:
-            response = await upstream.send(shard, req.method, req.url, req.headers, req.content)
+            response = await upstream.send(req.method, req.url, req.headers, req.content)
         if waiting.cancelled_caught:
             raise UpstreamTimeout(
                 f"provider {provider} did not start answering within "
@@ -94,8 +94,8 @@ async def complete(
 ) -> ChatResult:
     """A non-streamed call. Raises ``GatewayError`` subclasses."""
     req = adapter.build_chat(chat, target)
-    with client.lease() as shard, trio.move_on_after(deadline) as scope:
-        response = await _send(client, shard, req, target.provider, stream=False)
+    with trio.move_on_after(deadline) as scope:
+        response = await _send(client, req, target.provider, stream=False)
     if scope.cancelled_caught:
         raise UpstreamTimeout(f"provider {target.provider} did not answer within {deadline:g}s")
     await _raise_for_status(response, adapter, target.provider, stream=False)
@@ -165,8 +165,8 @@ async def stream(
     req = adapter.build_chat(chat, target)
     translator = adapter.stream_translator(chat, target)
     outcome.translator = translator
-    with client.lease() as shard, trio.move_on_after(deadline) as scope:
-        response = await _send(client, shard, req, target.provider, stream=True)
+    with trio.move_on_after(deadline) as scope:
+        response = await _send(client, req, target.provider, stream=True)
         try:
             await _raise_for_status(response, adapter, target.provider, stream=True)
             await sink.start()
