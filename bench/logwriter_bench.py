@@ -21,6 +21,7 @@ import trio
 from gateway import rollups
 from gateway.db import open_database, open_writer
 from gateway.logwriter import LogWriter
+from gateway.record import new_request_id
 
 
 def make_rows(n: int) -> list[tuple[object, ...]]:
@@ -29,10 +30,11 @@ def make_rows(n: int) -> list[tuple[object, ...]]:
     rows = []
     for i in range(n):
         prompt, completion = rng.randint(10, 3000), rng.randint(1, 800)
+        ts = now - 3600 + i * 3600 / n  # in arrival order, as the gateway logs them
         rows.append(
             (
-                f"req_{i:032x}",
-                now - rng.random() * 3600,
+                new_request_id(ts),
+                ts,
                 rng.randint(1, 20),
                 "client",
                 "127.0.0.1",

@@ -7,14 +7,24 @@ client disconnect, cancellation), so every request is exactly one row.
 
 from __future__ import annotations
 
+import secrets
 import time
-import uuid
 from typing import Any
 
 from .providers.base import Usage
 
 #: Not an HTTP status a server sends; nginx's convention for "client closed request".
 CLIENT_CLOSED = 499
+
+
+def new_request_id(ts: float) -> str:
+    """``req_`` + 32 hex digits: 12 of milliseconds since the epoch, then 80 random bits.
+
+    Time first, so the ``requests_request_id`` index grows at its end like the
+    others instead of at a random page per row: with random ids the log writer
+    spent 40% more CPU per row (39 against 28 us, 80-row batches, 200k rows in).
+    """
+    return f"req_{int(ts * 1000):012x}{secrets.token_hex(10)}"
 
 
 class RequestRecord:
@@ -42,8 +52,8 @@ class RequestRecord:
     )
 
     def __init__(self, client_ip: str | None) -> None:
-        self.request_id = "req_" + uuid.uuid4().hex
         self.ts = time.time()
+        self.request_id = new_request_id(self.ts)
         self.started = time.perf_counter()
         self.client_ip = client_ip
         self.client_key_id: int | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -166,3 +167,14 @@ async def test_every_api_response_has_a_request_id_matching_its_log_row(gateway)
     rows = await gateway.wait_rows(5)
     chat_names = ["chat", "chat 400", "chat 401", "chat 405", "chat stream"]
     assert [r["request_id"] for r in rows] == [ids[n] for n in chat_names]
+
+
+def test_request_ids_sort_by_time_and_stay_unguessable():
+    from gateway.record import new_request_id
+
+    earlier, later = new_request_id(1_700_000_000.000), new_request_id(1_700_000_000.001)
+    assert earlier < later  # the index on request_id grows at its end
+    assert re.fullmatch(r"req_[0-9a-f]{32}", earlier)
+    assert earlier[4:16] == f"{1_700_000_000_000:012x}"
+    same_ms = {new_request_id(1_700_000_000.0) for _ in range(1000)}
+    assert len(same_ms) == 1000  # 80 random bits after the time
