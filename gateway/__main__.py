@@ -14,12 +14,16 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
 from .errors import ConfigError
 from .logsetup import setup_logging
 from .settings import Settings, load_settings, read_dotenv
+
+if TYPE_CHECKING:
+    from hypercorn.config import Config
 
 log = logging.getLogger("gateway")
 
@@ -37,7 +41,7 @@ def _load(arg: str | None) -> tuple[Settings, list[str]]:
     return load_settings(path)
 
 
-def hypercorn_config(settings: Settings) -> object:
+def hypercorn_config(settings: Settings) -> Config:
     from hypercorn.config import Config
 
     config = Config()
@@ -54,9 +58,8 @@ def hypercorn_config(settings: Settings) -> object:
 
 
 async def _serve(settings: Settings, ready: trio.Event | None = None) -> None:
-    from hypercorn.trio import serve
-
     from .app import create_app
+    from .web.server import serve
 
     app = create_app(settings)  # applies ProxyFixMiddleware when server.trusted_hops > 0
     config = hypercorn_config(settings)
@@ -71,7 +74,7 @@ async def _serve(settings: Settings, ready: trio.Event | None = None) -> None:
                 )
                 return
 
-    await serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+    await serve(app, config, shutdown_trigger=shutdown_trigger)
     log.info("stopped")
 
 

@@ -74,17 +74,15 @@ def serve_workers(config_path: Path, settings: Any, count: int) -> int:
 
 
 def _worker(config_path: str, sockets: Any, stop: EventType) -> None:
-    from hypercorn.trio.run import worker_serve
-    from hypercorn.utils import wrap_app
-
     from .__main__ import _load, hypercorn_config
     from .app import create_app
     from .logsetup import setup_logging
+    from .web.server import serve
 
     settings, _ = _load(config_path)
     setup_logging(settings.logging.level, settings.logging.format)
     config: Any = hypercorn_config(settings)
-    app = wrap_app(create_app(settings), config.wsgi_max_body_size, None)  # type: ignore[arg-type]
+    app = create_app(settings)
     for sock in sockets.secure_sockets + sockets.insecure_sockets:
         sock.listen(config.backlog)
 
@@ -105,4 +103,4 @@ def _worker(config_path: str, sockets: Any, stop: EventType) -> None:
             nursery.start_soon(on_signal)
             nursery.start_soon(on_event)
 
-    trio.run(lambda: worker_serve(app, config, sockets=sockets, shutdown_trigger=shutdown_trigger))
+    trio.run(lambda: serve(app, config, sockets=sockets, shutdown_trigger=shutdown_trigger))

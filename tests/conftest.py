@@ -14,12 +14,12 @@ import httpx
 import pytest
 import trio
 from hypercorn.config import Config
-from hypercorn.trio import serve
 
 from gateway import auth
 from gateway.app import create_app
 from gateway.settings import Settings, settings_from_mapping
 from gateway.web.asgi import GatewayASGI
+from gateway.web.server import serve
 from tests.fakes.upstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,7 +153,7 @@ async def start_gateway(
             await serve(
                 app,
                 config,
-                shutdown_trigger=stop_event.wait,  # type: ignore[arg-type]
+                shutdown_trigger=stop_event.wait,
                 task_status=task_status,
             )
         finally:

@@ -1,0 +1,143 @@
+"""The server loop (gateway/web/server.py): keep-alive timing, client hang-ups and
+shutdown, on real sockets under trio's MockClock. A two-line ASGI app stands in for
+the gateway so that only the connection handling is under test. Issue #6."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+from hypercorn.config import Config
+
+from gateway.web.server import serve
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+    if scope["path"] == "/slow":
+        await trio.sleep(10)
+    body = b"ok"
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class Server:
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self.nursery = nursery
+        self.stop = trio.Event()
+        self.stopped = trio.Event()
+        self.port = 0
+
+    async def start(self) -> None:
+        config = Config()
+        config.bind = ["127.0.0.1:0"]
+        config.accesslog = None
+        config.errorlog = None
+        config.keep_alive_timeout = 75.0
+        config.graceful_timeout = 30.0
+
+        async def run(task_status: trio.TaskStatus[list[str]]) -> None:
+            try:
+                await serve(app, config, shutdown_trigger=self.stop.wait, task_status=task_status)
+            finally:
+                self.stopped.set()
+
+        binds = await self.nursery.start(run)
+        self.port = int(binds[0].rsplit(":", 1)[1])
+
+    async def connect(self) -> trio.SocketStream:
+        return await trio.open_tcp_stream("127.0.0.1", self.port)
+
+
+async def ask(stream: trio.SocketStream, request: bytes = REQUEST) -> bytes:
+    await stream.send_all(request)
+    data = b""
+    while not data.endswith(b"\r\n\r\nok"):
+        chunk = await stream.receive_some(4096)
+        assert chunk, f"closed after {data!r}"
+        data += chunk
+    assert data.startswith(b"HTTP/1.1 200")
+    return data
+
+
+async def closed_after(stream: trio.SocketStream, limit: float) -> float:
+    """Seconds (virtual) until the server closes ``stream``."""
+    start = trio.current_time()
+    with trio.fail_after(limit):
+        while await stream.receive_some(4096):
+            pass
+    return trio.current_time() - start
+
+
+@pytest.fixture
+async def server(nursery):
+    # Tests take autojump_clock themselves: pytest-trio uses a clock only when the
+    # test function asks for it, not a fixture.
+    s = Server(nursery)
+    await s.start()
+    yield s
+    s.stop.set()
+    await s.stopped.wait()
+
+
+async def test_idle_connection_closes_after_keep_alive_timeout(server, autojump_clock):
+    async with await server.connect() as stream:
+        await ask(stream)
+        assert await closed_after(stream, 200) == pytest.approx(75.0, abs=0.5)
+
+
+async def test_each_request_restarts_the_keep_alive_timer(server, autojump_clock):
+    async with await server.connect() as stream:
+        for _ in range(3):  # 150 s in all, never 75 s idle at a stretch
+            await ask(stream)
+            await trio.sleep(50)
+        await ask(stream)
+        assert await closed_after(stream, 200) == pytest.approx(75.0, abs=0.5)
+
+
+async def test_a_slow_request_is_not_cut_by_the_keep_alive_timer(server, autojump_clock):
+    async with await server.connect() as stream:
+        await ask(stream)
+        await trio.sleep(70)
+        start = trio.current_time()
+        await ask(stream, b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")  # 10 s: past 75 s idle
+        assert trio.current_time() - start == pytest.approx(10.0, abs=0.5)
+
+
+async def test_a_client_hang_up_closes_the_connection_at_once(server, autojump_clock):
+    # hypercorn's own loop held the socket (CLOSE-WAIT) until keep_alive_timeout.
+    async with await server.connect() as stream:
+        await ask(stream)
+        await stream.send_eof()
+        assert await closed_after(stream, 200) < 0.5
+
+
+async def test_shutdown_closes_idle_connections_and_finishes_busy_ones(
+    server, nursery, autojump_clock
+):
+    idle = await server.connect()
+    busy = await server.connect()
+    await ask(idle)
+    answers: list[bytes] = []
+
+    async def slow() -> None:
+        answers.append(await ask(busy, b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"))
+
+    nursery.start_soon(slow)
+    await trio.sleep(1)
+    start = trio.current_time()
+    server.stop.set()
+    assert await closed_after(idle, 5) < 0.5
+    await server.stopped.wait()
+    assert len(answers) == 1  # the busy request was answered before the server stopped
+    assert trio.current_time() - start == pytest.approx(9.0, abs=0.5)
+    await idle.aclose()
+    await busy.aclose()
