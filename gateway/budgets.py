@@ -76,12 +76,12 @@ class Budgets:
             self._keys_for = (second, period_keys(now))
         return self._keys_for[1]
 
-    def _account(self, scope: str) -> _Account:
+    def _account(self, scope: str, keys: dict[str, str] | None = None) -> _Account:
+        """The scope's account, its periods rolled over to ``keys`` (default: now)."""
         acct = self._accounts.get(scope)
         if acct is None:
             acct = self._accounts[scope] = _Account()
-        keys = self._period_keys()
-        for period, key in keys.items():
+        for period, key in (keys or self._period_keys()).items():
             if acct.keys.get(period) != key:
                 acct.keys[period] = key
                 acct.spent[period] = 0.0
@@ -105,11 +105,12 @@ class Budgets:
         """Reserve ``worst_case`` USD against the key's and the global budgets, or raise."""
         amount = worst_case or 0.0
         scopes = (f"key:{key_id}", "global")
+        keys = self._period_keys()
         for scope, limits, who in (
             (scopes[0], key_limits, "this key's"),
             (scopes[1], self.global_limits, "the gateway's"),
         ):
-            acct = self._account(scope)
+            acct = self._account(scope, keys)
             for period in PERIODS:
                 limit = limits.get(period)
                 if limit is None:
@@ -122,15 +123,16 @@ class Budgets:
                         f"${acct.reserved:.4f}, this request up to ${amount:.4f})."
                     )
         for scope in scopes:
-            self._account(scope).reserved += amount
+            self._account(scope, keys).reserved += amount
         return Reservation(scopes, amount)
 
     def settle(self, reservation: Reservation, cost: float | None) -> None:
         if reservation.settled:
             return
         reservation.settled = True
+        keys = self._period_keys()
         for scope in reservation.scopes:
-            acct = self._account(scope)
+            acct = self._account(scope, keys)
             acct.reserved = max(0.0, acct.reserved - reservation.amount)
             for period in PERIODS:
                 acct.spent[period] += cost or 0.0

@@ -90,13 +90,18 @@ class Catalogue:
     ``None`` entries are models models.dev lists without a ``cost``: known, not priced.
     """
 
-    __slots__ = ("_entries", "_version")
+    __slots__ = ("_entries", "_memo", "_version")
+
+    #: Lookups remembered per catalogue (it never changes; a new one replaces it).
+    #: Bounded, since model names come from clients.
+    MEMO_SIZE = 4096
 
     def __init__(self, entries: Mapping[str, Mapping[str, Price | None]], version: str) -> None:
         self._entries: Mapping[str, Mapping[str, Price | None]] = MappingProxyType(
             {source: MappingProxyType(dict(models)) for source, models in entries.items()}
         )
         self._version = version
+        self._memo: dict[tuple[str, str], Price | None] = {}
 
     @classmethod
     def empty(cls) -> Catalogue:
@@ -120,6 +125,18 @@ class Catalogue:
         date or ``-latest`` suffix. A dated snapshot that models.dev lists on its own
         keeps its own price; only unlisted snapshots fall back to their alias.
         """
+        key = (provider, model)
+        try:
+            return self._memo[key]
+        except KeyError:
+            pass
+        price = self._lookup(provider, model)
+        if len(self._memo) >= self.MEMO_SIZE:
+            self._memo.clear()
+        self._memo[key] = price
+        return price
+
+    def _lookup(self, provider: str, model: str) -> Price | None:
         models = self._entries.get(_source_id(provider), {})
         for candidate in _candidates(model):
             if candidate in models:

@@ -396,3 +396,16 @@ async def test_fetch_catalogue_raises_when_nothing_listens() -> None:
     async with httpx.AsyncClient(trust_env=False) as client:
         with pytest.raises(CatalogueError, match="failed"):
             await fetch_catalogue(client, f"http://127.0.0.1:{port}/api.json", timeout=5)
+
+
+def test_lookups_are_remembered_per_catalogue_within_a_bound():
+    price = Price(input=1.0, output=2.0)
+    catalogue = Catalogue({"openai": {"gpt-4o": price}}, "v1")
+    assert catalogue.lookup("openai", "gpt-4o-2024-08-06") is price
+    assert catalogue.lookup("openai", "gpt-4o-2024-08-06") is price  # from the memo
+    overridden = catalogue.with_overrides({"openai/gpt-4o": {"input": 9.0}})
+    assert overridden.lookup("openai", "gpt-4o-2024-08-06").input == 9.0  # its own memo
+    for i in range(Catalogue.MEMO_SIZE + 10):  # client-chosen names cannot grow it forever
+        assert catalogue.lookup("openai", f"made-up-{i}") is None
+    assert len(catalogue._memo) <= Catalogue.MEMO_SIZE
+    assert catalogue.lookup("openai", "gpt-4o") is price
