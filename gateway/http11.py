@@ -4,7 +4,9 @@
 ``httpx.Request`` and returns an ``httpx.Response`` whose body streams from the
 connection, so callers keep httpx's API and exception types
 (``ConnectError``, ``ConnectTimeout``, ``PoolTimeout``, ``WriteError``,
-``ReadError``, ``ReadTimeout``, ``RemoteProtocolError``).
+``ReadError``, ``ReadTimeout``, ``RemoteProtocolError``). The relay uses its
+``send(method, url, headers, body)``, the same exchange without building an
+``httpx.Request``. The bytes on the wire are ``http11_wire``'s business.
 
 Why not httpcore: on the benchmark, httpcore + h11 took a third of the gateway's
 CPU per request. Its pool scans every pooled connection on each request and each
@@ -36,17 +38,17 @@ from __future__ import annotations
 
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from math import inf
 
 import httpx
 import trio
 
+from .http11_wire import ChunkedDecoder, Framing, framing, parse_head, serialize
+
 READ_SIZE = 65536
 #: The largest response head (status line + headers) accepted.
 MAX_HEAD = 64 * 1024
-#: The largest chunk-size or trailer line accepted in a chunked body.
-MAX_LINE = 8 * 1024
 
 _CLOSE_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
@@ -63,7 +65,7 @@ class _Connection:
         self.buf = bytearray()
         self.expires = 0.0
 
-    async def fill(self, read_limit: float, request: httpx.Request) -> None:
+    async def fill(self, read_limit: float, request: httpx.Request | None) -> None:
         """Append one read to ``buf``; EOF raises ``RemoteProtocolError``."""
         data = await _receive(self.stream, read_limit, request)
         if not data:
@@ -77,7 +79,9 @@ class _Connection:
         self.socket.close()
 
 
-async def _receive(stream: trio.abc.Stream, read_limit: float, request: httpx.Request) -> bytes:
+async def _receive(
+    stream: trio.abc.Stream, read_limit: float, request: httpx.Request | None
+) -> bytes:
     """One read (``b""`` at EOF), bounded by ``read_limit`` seconds."""
     try:
         if read_limit == inf:
@@ -107,138 +111,6 @@ def _timeouts(request: httpx.Request, connect: float) -> tuple[float, float, flo
     return get("pool", inf), get("connect", connect), get("read", inf)
 
 
-def _serialize(request: httpx.Request, body: bytes) -> bytes:
-    url = request.url
-    out = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
-    for name, value in request.headers.raw:
-        if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
-            raise httpx.LocalProtocolError("header contains a line break", request=request)
-        out += (name, b": ", value, b"\r\n")
-    if body and "content-length" not in request.headers:
-        out += (b"Content-Length: ", str(len(body)).encode(), b"\r\n")
-    out += (b"\r\n", body)
-    return b"".join(out)
-
-
-def _parse_head(
-    head: bytes, request: httpx.Request
-) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
-    """(status, reason, http version, headers) from the bytes before the blank line."""
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    version = parts[0]
-    if len(parts) < 2 or version not in (b"HTTP/1.1", b"HTTP/1.0"):
-        raise httpx.RemoteProtocolError("provider sent an invalid status line", request=request)
-    code = parts[1]
-    if len(code) != 3 or not code.isdigit():
-        raise httpx.RemoteProtocolError("provider sent an invalid status code", request=request)
-    headers = []
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
-            raise httpx.RemoteProtocolError("provider sent an invalid header line", request=request)
-        headers.append((name, value.strip(b" \t")))
-    return int(code), parts[2] if len(parts) > 2 else b"", version, headers
-
-
-class _Framing:
-    """How the body ends: ``length`` bytes, ``chunked``, or at EOF (``length`` None)."""
-
-    __slots__ = ("chunked", "keep_alive", "length")
-
-    def __init__(self, chunked: bool, length: int | None, keep_alive: bool) -> None:
-        self.chunked = chunked
-        self.length = length
-        self.keep_alive = keep_alive
-
-
-def _framing(
-    request: httpx.Request, status: int, version: bytes, headers: list[tuple[bytes, bytes]]
-) -> _Framing:
-    te: bytes | None = None
-    lengths: set[bytes] = set()
-    connection = b""
-    for name, value in headers:
-        lname = name.lower()
-        if lname == b"transfer-encoding":
-            te = value.lower() if te is None else te + b"," + value.lower()
-        elif lname == b"content-length":
-            lengths.update(v.strip() for v in value.split(b","))
-        elif lname == b"connection":
-            connection += b"," + value.lower()
-    tokens = {t.strip() for t in connection.split(b",")}
-    keep_alive = b"close" not in tokens and (version == b"HTTP/1.1" or b"keep-alive" in tokens)
-    if "close" in request.headers.get("connection", "").lower():
-        keep_alive = False
-    if request.method == "HEAD" or status in (204, 304):
-        return _Framing(False, 0, keep_alive)
-    if te is not None:
-        if te.rsplit(b",", 1)[-1].strip() == b"chunked":
-            return _Framing(True, None, keep_alive)
-        return _Framing(False, None, False)
-    if lengths:
-        (value,) = lengths if len(lengths) == 1 else (b"x",)
-        if not value.isdigit():
-            raise httpx.RemoteProtocolError(
-                "provider sent an invalid Content-Length", request=request
-            )
-        return _Framing(False, int(value), keep_alive)
-    return _Framing(False, None, False)
-
-
-class _ChunkedDecoder:
-    """Incremental chunked-body decoder over a connection's buffer."""
-
-    __slots__ = ("done", "left", "state")
-
-    SIZE, DATA, DATA_END, TRAILER = range(4)
-
-    def __init__(self) -> None:
-        self.state = self.SIZE
-        self.left = 0
-        self.done = False
-
-    def feed(self, buf: bytearray, request: httpx.Request) -> list[bytes]:
-        """Consume what ``buf`` holds; return the body bytes decoded from it."""
-        out: list[bytes] = []
-        while buf and not self.done:
-            if self.state == self.DATA:
-                take = min(self.left, len(buf))
-                out.append(bytes(buf[:take]))
-                del buf[:take]
-                self.left -= take
-                if not self.left:
-                    self.state = self.DATA_END
-                continue
-            end = buf.find(b"\r\n")
-            if end < 0:
-                if len(buf) > MAX_LINE:
-                    raise httpx.RemoteProtocolError("chunked body line too long", request=request)
-                break
-            line = bytes(buf[:end])
-            del buf[: end + 2]
-            if self.state == self.SIZE:
-                size = line.split(b";", 1)[0].strip()
-                try:
-                    self.left = int(size, 16)
-                except ValueError:
-                    raise httpx.RemoteProtocolError(
-                        "provider sent an invalid chunk size", request=request
-                    ) from None
-                if self.left < 0:
-                    raise httpx.RemoteProtocolError(
-                        "provider sent an invalid chunk size", request=request
-                    )
-                self.state = self.DATA if self.left else self.TRAILER
-            elif self.state == self.DATA_END:
-                if line:
-                    raise httpx.RemoteProtocolError("chunk data overran its size", request=request)
-                self.state = self.SIZE
-            elif not line:  # TRAILER: a blank line ends the body
-                self.done = True
-        return out
-
-
 class _Body(httpx.AsyncByteStream):
     """The response body; gives the connection back (or drops it) when done."""
 
@@ -248,8 +120,8 @@ class _Body(httpx.AsyncByteStream):
         self,
         pool: ProviderTransport,
         conn: _Connection,
-        framing: _Framing,
-        request: httpx.Request,
+        framing: Framing,
+        request: httpx.Request | None,
         read_timeout: float,
     ) -> None:
         self._pool = pool
@@ -268,7 +140,7 @@ class _Body(httpx.AsyncByteStream):
         framing = self._framing
         try:
             if framing.chunked:
-                decoder = _ChunkedDecoder()
+                decoder = ChunkedDecoder()
                 while True:
                     out = decoder.feed(buf, request)
                     if out:
@@ -329,6 +201,7 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         self._max = max_connections
         self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
         self._connect_timeout = connect_timeout
+        self._routes: dict[str, tuple[tuple[str, str, int], str]] = {}
         self._keepalive_expiry = keepalive_expiry
         self._closed = False
 
@@ -338,6 +211,7 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         return {"in_use": self._max - self._slots.value, "idle": idle}
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """httpx's entry point."""
         if self._closed:
             raise httpx.ConnectError("transport closed", request=request)
         pool_t, connect_t, read_t = _timeouts(request, self._connect_timeout)
@@ -345,7 +219,70 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         scheme = url.scheme
         origin = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
         body = b"".join([part async for part in request.stream])  # type: ignore[union-attr]
-        payload = _serialize(request, body)
+        close = "close" in request.headers.get("connection", "").lower()
+        return await self._round_trip(
+            origin,
+            serialize(request, body),
+            request.method,
+            close,
+            request,
+            pool_t,
+            connect_t,
+            read_t,
+        )
+
+    async def send(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> httpx.Response:
+        """The relay's entry point: the same exchange without building an
+        ``httpx.Request`` (its header normalisation and URL handling cost more than
+        the rest of the request). Adds ``Host`` and ``Content-Length``; the caller
+        applies every timeout but the connect one."""
+        if self._closed:
+            raise httpx.ConnectError("transport closed")
+        route = self._routes.get(url)
+        if route is None:
+            route = self._route(url)
+        origin, start = route
+        head = [method, " ", start]
+        for name, value in headers.items():
+            if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+                raise httpx.LocalProtocolError("header contains a line break")
+            head += (name, ": ", value, "\r\n")
+        head += ("Content-Length: ", str(len(body)), "\r\n\r\n")
+        try:
+            payload = "".join(head).encode("latin-1") + body
+        except UnicodeEncodeError as exc:
+            raise httpx.LocalProtocolError("header is not latin-1 text") from exc
+        limit = self._connect_timeout
+        return await self._round_trip(origin, payload, method, False, None, limit, limit, inf)
+
+    def _route(self, url: str) -> tuple[tuple[str, str, int], str]:
+        """(origin, "<target> HTTP/1.1 + Host line") for ``url``, parsed once."""
+        parsed = httpx.URL(url)
+        scheme = parsed.scheme
+        if scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
+        origin = (scheme, parsed.host, parsed.port or (443 if scheme == "https" else 80))
+        host = parsed.netloc.decode("ascii")
+        route = origin, f"{parsed.raw_path.decode('ascii')} HTTP/1.1\r\nHost: {host}\r\n"
+        if len(self._routes) >= 1024:  # a provider uses a handful of URLs
+            self._routes.clear()
+        self._routes[url] = route
+        return route
+
+    async def _round_trip(
+        self,
+        origin: tuple[str, str, int],
+        payload: bytes,
+        method: str,
+        close: bool,
+        request: httpx.Request | None,
+        pool_t: float,
+        connect_t: float,
+        read_t: float,
+    ) -> httpx.Response:
+        """Send ``payload`` on a pooled (or new) connection; return at the response head."""
         try:
             with trio.fail_after(pool_t):
                 await self._slots.acquire()
@@ -364,8 +301,13 @@ class ProviderTransport(httpx.AsyncBaseTransport):
                 conn = await self._connect(origin, connect_t, request)
                 head = await self._exchange(conn, payload, request, read_t, reused=False)
             status, reason, version, headers = head
-            framing = _framing(request, status, version, headers)
-            stream = _Body(self, conn, framing, request, read_t)
+            body = _Body(
+                self,
+                conn,
+                framing(method, close, status, version, headers, request),
+                request,
+                read_t,
+            )
         except BaseException:
             self._slots.release()
             if conn is not None:
@@ -374,7 +316,7 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             status,
             headers=headers,
-            stream=stream,
+            stream=body,
             extensions={"http_version": version, "reason_phrase": reason},
         )
 
@@ -395,7 +337,7 @@ class ProviderTransport(httpx.AsyncBaseTransport):
             self._idle.setdefault(conn.origin, deque()).append(conn)
 
     async def _connect(
-        self, origin: tuple[str, str, int], connect_limit: float, request: httpx.Request
+        self, origin: tuple[str, str, int], connect_limit: float, request: httpx.Request | None
     ) -> _Connection:
         scheme, host, port = origin
         try:
@@ -424,7 +366,7 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         self,
         conn: _Connection,
         payload: bytes,
-        request: httpx.Request,
+        request: httpx.Request | None,
         read_t: float,
         reused: bool,
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
@@ -441,7 +383,7 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         while True:
             end = buf.find(b"\r\n\r\n")
             if end >= 0:
-                head = _parse_head(bytes(buf[:end]), request)
+                head = parse_head(bytes(buf[:end]), request)
                 del buf[: end + 4]
                 if 100 <= head[0] < 200:
                     continue  # informational: the real answer follows

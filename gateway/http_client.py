@@ -39,7 +39,6 @@ class Upstream:
             max_connections=provider.max_connections,
             connect_timeout=provider.connect_timeout,
         )
-        self._urls: dict[str, httpx.URL] = {}
         # httpx's read timeout bounds every read, headers included.
         timeout = httpx.Timeout(
             connect=provider.connect_timeout,
@@ -56,23 +55,11 @@ class Upstream:
             follow_redirects=False,
         )
 
-    def _url(self, url: str) -> httpx.URL:
-        """Parsed once per distinct URL (a provider uses a handful)."""
-        parsed = self._urls.get(url)
-        if parsed is None:
-            if len(self._urls) >= 1024:
-                self._urls.clear()
-            parsed = self._urls[url] = httpx.URL(url)
-        return parsed
-
     async def send(
         self, method: str, url: str, headers: dict[str, str], content: bytes
     ) -> httpx.Response:
         """Send and return once the response headers are in; the body is still to read."""
-        request = httpx.Request(method, self._url(url), headers=headers, content=content)
-        response = await self.transport.handle_async_request(request)
-        response.request = request
-        return response
+        return await self.transport.send(method, url, headers, content)
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -391,3 +391,25 @@ async def test_https_verifies_the_server_and_reuses_the_tls_connection(transport
     untrusting = transport(ssl_context=ssl.create_default_context())
     with pytest.raises(httpx.ConnectError):
         await get(untrusting, f"https://localhost:{server.port}/")
+
+
+async def test_the_relays_entry_point_sends_the_same_request_without_httpx_request(
+    transport, nursery
+):
+    server = Server(lambda s, n: serve_each(server, [OK, OK], s))
+    await server.start(nursery)
+    t = transport()
+    url = f"http://127.0.0.1:{server.port}/v1/chat?a=1"
+    for _ in range(2):
+        response = await t.send("POST", url, {"authorization": "Bearer k"}, b'{"x":1}')
+        assert (response.status_code, await response.aread()) == (200, b"ok")
+    assert server.connections == 1
+    assert server.requests[0] == (
+        b"POST /v1/chat?a=1 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nauthorization: Bearer k\r\n"
+        b'Content-Length: 7\r\n\r\n{"x":1}' % server.port
+    )
+    with pytest.raises(httpx.LocalProtocolError):
+        await t.send("POST", url, {"x-a": "1\r\nx-evil: 2"}, b"")
+    with pytest.raises(httpx.UnsupportedProtocol):
+        await t.send("POST", "ftp://127.0.0.1/", {}, b"")
+    assert t.statistics() == {"in_use": 0, "idle": 1}
