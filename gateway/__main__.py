@@ -42,9 +42,9 @@ def _load(arg: str | None) -> tuple[Settings, list[str]]:
 
 
 def hypercorn_config(settings: Settings) -> Config:
-    from hypercorn.config import Config
+    from .web.server import ServerConfig
 
-    config = Config()
+    config = ServerConfig()
     config.bind = [f"{settings.server.host}:{settings.server.port}"]
     config.graceful_timeout = settings.server.graceful_timeout
     config.keep_alive_timeout = settings.server.keep_alive_timeout

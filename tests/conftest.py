@@ -13,13 +13,12 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from hypercorn.config import Config
 
 from gateway import auth
 from gateway.app import create_app
 from gateway.settings import Settings, settings_from_mapping
 from gateway.web.asgi import GatewayASGI
-from gateway.web.server import serve
+from gateway.web.server import ServerConfig, serve
 from tests.fakes.upstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,7 +139,7 @@ async def start_gateway(
 ) -> Gateway:
     app = create_app(settings)
     key = auth.create_key(app.services.db, key_name)
-    config = Config()
+    config = ServerConfig()
     config.bind = ["127.0.0.1:0"]
     config.accesslog = None
     config.errorlog = None

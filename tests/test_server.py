@@ -4,11 +4,13 @@ the gateway so that only the connection handling is under test. Issue #6."""
 
 from __future__ import annotations
 
+import email.utils
+import time
+
 import pytest
 import trio
-from hypercorn.config import Config
 
-from gateway.web.server import serve
+from gateway.web.server import ServerConfig, serve
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 
@@ -37,7 +39,7 @@ class Server:
         self.port = 0
 
     async def start(self) -> None:
-        config = Config()
+        config = ServerConfig()
         config.bind = ["127.0.0.1:0"]
         config.accesslog = None
         config.errorlog = None
@@ -141,3 +143,13 @@ async def test_shutdown_closes_idle_connections_and_finishes_busy_ones(
     assert trio.current_time() - start == pytest.approx(9.0, abs=0.5)
     await idle.aclose()
     await busy.aclose()
+
+
+async def test_answers_carry_a_current_date_header(server):
+    # Real clock here: the header is wall-clock time, formatted once a second.
+    async with await server.connect() as stream:
+        answers = [await ask(stream) for _ in range(3)]
+    for answer in answers:
+        date = next(h for h in answer.split(b"\r\n") if h.lower().startswith(b"date: "))
+        sent = email.utils.parsedate_to_datetime(date[6:].decode()).timestamp()
+        assert abs(sent - time.time()) < 5

@@ -19,10 +19,12 @@ closes it, as it checks for shutdown before recycling).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from math import inf
 from typing import Any
+from wsgiref.handlers import format_date_time
 
 import trio
 from hypercorn.config import Config, Sockets
@@ -32,6 +34,22 @@ from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState, LifespanState
 from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr, wrap_app
+
+
+class ServerConfig(Config):
+    """hypercorn's ``Config``, with the ``date`` header formatted once a second
+    instead of for every response."""
+
+    _date: tuple[int, bytes] = (0, b"")
+
+    def response_headers(self, protocol: str) -> list[tuple[bytes, bytes]]:
+        now = int(time.time())
+        if self._date[0] != now:
+            self._date = (now, format_date_time(now).encode("ascii"))
+        headers = [(b"date", self._date[1])] if self.include_date_header else []
+        if self.include_server_header:
+            headers.append((b"server", f"hypercorn-{protocol}".encode("ascii")))
+        return headers + [(b"alt-svc", h.encode()) for h in self.alt_svc_headers]
 
 
 class _IdleTimer:
@@ -67,11 +85,9 @@ class _IdleTimer:
                 self._scope.cancel()  # parked while busy at shutdown: close now
 
     async def stop(self) -> None:
-        """A request arrived: no idle timeout until it is answered."""
+        """A request arrived: no idle timeout until it is answered. Only a flag: if the
+        old deadline passes while busy, the watcher wakes, sees it, and waits on."""
         self._idle = False
-        self._deadline = inf
-        if self._scope is not None:
-            self._scope.deadline = inf
 
     async def _watch(self) -> None:
         with trio.CancelScope() as self._outer:
@@ -83,7 +99,7 @@ class _IdleTimer:
     async def _wait_until_idle_too_long(self) -> None:
         terminated = self._server.context.terminated
         while True:
-            with trio.CancelScope(deadline=self._deadline) as scope:
+            with trio.CancelScope(deadline=self._deadline if self._idle else inf) as scope:
                 self._scope = scope
                 if terminated.is_set():
                     if self._idle:
