@@ -22,6 +22,9 @@ async def app(scope, receive, send):
             await send({"type": message["type"] + ".complete"})
             if message["type"] == "lifespan.shutdown":
                 return
+    if scope["path"] in STREAMS:
+        await STREAMS[scope["path"]](send)
+        return
     if scope["path"] == "/slow":
         await trio.sleep(10)
     body = b"ok"
@@ -29,6 +32,29 @@ async def app(scope, receive, send):
         {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
     )
     await send({"type": "http.response.body", "body": body})
+
+
+PROGRESS: dict[str, int] = {}
+
+
+async def two_events_apart(send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+    await trio.sleep(5)  # the first event must not wait for this
+    await send({"type": "http.response.body", "body": b"data: 2\n\n", "more_body": False})
+
+
+async def endless(send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    PROGRESS["sent"] = 0
+    piece = b"x" * 16384
+    for _ in range(8192):  # 128 MiB, far more than any socket buffer
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
+        PROGRESS["sent"] += len(piece)
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+STREAMS = {"/two": two_events_apart, "/endless": endless}
 
 
 class Server:
@@ -153,3 +179,54 @@ async def test_answers_carry_a_current_date_header(server):
         date = next(h for h in answer.split(b"\r\n") if h.lower().startswith(b"date: "))
         sent = email.utils.parsedate_to_datetime(date[6:].decode()).timestamp()
         assert abs(sent - time.time()) < 5
+
+
+async def test_a_streamed_write_goes_out_when_the_app_waits_not_later(server, autojump_clock):
+    """Writes are coalesced until the request's task waits; then they are sent."""
+    async with await server.connect() as stream:
+        await stream.send_all(b"GET /two HTTP/1.1\r\nHost: t\r\n\r\n")
+        start = trio.current_time()
+        data = b""
+        while b"data: 1" not in data:
+            data += await stream.receive_some(4096)
+        assert trio.current_time() - start < 0.1  # not after the app's 5 s sleep
+        assert b"data: 2" not in data
+        while not data.endswith(b"0\r\n\r\n"):
+            data += await stream.receive_some(4096)
+        assert trio.current_time() - start == pytest.approx(5.0, abs=0.1)
+
+
+async def test_a_client_that_stops_reading_holds_the_sender_back(server, autojump_clock):
+    async with await server.connect() as stream:
+        await stream.send_all(b"GET /endless HTTP/1.1\r\nHost: t\r\n\r\n")
+        await stream.receive_some(100)
+        await trio.sleep(30)  # we read nothing more: the app must be blocked, not buffering
+        stuck_at = PROGRESS["sent"]
+        await trio.sleep(30)
+        assert PROGRESS["sent"] == stuck_at
+        assert stuck_at < 64 * 1024 * 1024  # kernel socket buffers + our 64 KiB, no more
+        total = 0
+        while total < 2 * stuck_at:
+            total += len(await stream.receive_some(1 << 20))
+        assert PROGRESS["sent"] > stuck_at  # reading again lets it go on
+
+
+async def test_an_answer_after_the_client_half_closed_is_still_delivered(server, autojump_clock):
+    async with await server.connect() as stream:
+        await stream.send_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        await stream.send_eof()  # the read loop ends; the 10 s answer is still owed
+        data = b""
+        while chunk := await stream.receive_some(4096):
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200")
+        assert data.endswith(b"\r\n\r\nok")
+
+
+async def test_a_closing_answer_is_flushed_before_the_close(server, autojump_clock):
+    async with await server.connect() as stream:
+        await stream.send_all(b"GET / HTTP/1.0\r\n\r\n")  # no keep-alive: server closes
+        data = b""
+        while chunk := await stream.receive_some(4096):
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200")
+        assert data.endswith(b"\r\n\r\nok")
