@@ -286,6 +286,7 @@ CONFIG = """\
 host = "127.0.0.1"
 port = {port}
 graceful_timeout = 10.0
+workers = {workers}
 
 [database]
 path = "{db}"
@@ -342,6 +343,7 @@ class Gateway:
                 upstream=UPSTREAM,
                 model=MODEL,
                 log_level=os.environ.get("GATEWAY_LOG_LEVEL", "warning"),
+                workers=int(os.environ.get("WORKERS", "1")),
             )
         )
         run = subprocess.run(
