@@ -127,7 +127,11 @@ async def _pump(
 ) -> None:
     """Upstream reads -> translated SSE events -> one client write per read; a provider
     that sends nothing for ``idle`` seconds is cut off with ``UpstreamTimeout``."""
-    async with aclosing(response.aiter_bytes()) as upstream_bytes:  # type: ignore[type-var]
+    # An unencoded body is read straight from the transport's stream, without httpx's
+    # decoder and chunker layers (2% of a stream's CPU in the profile).
+    encoded = response.headers.get("content-encoding", "identity").lower() not in ("identity", "")
+    body = response.aiter_bytes() if encoded else response.stream.__aiter__()  # type: ignore[union-attr]
+    async with aclosing(body) as upstream_bytes:  # type: ignore[type-var]
         reads = upstream_bytes.__aiter__()
         wait = max(first, idle)  # some providers send headers at once, then think
         while True:

@@ -5,6 +5,7 @@ Issue #2 (the core). Everything runs over real HTTP on loopback.
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import httpx
@@ -331,3 +332,32 @@ async def test_client_disconnect_mid_stream_closes_upstream_and_logs(gateway, up
     assert row["error_type"] == "client_disconnected"
     assert row["completion_tokens"] > 0
     assert row["tokens_estimated"] == 1
+
+
+async def test_a_provider_that_compresses_its_answers_is_decoded(gateway, upstream):
+    """We ask for no encoding, but a provider may gzip anyway: the stream goes through
+    httpx's decoder then, and the plain JSON answer too."""
+    sse = b"".join(sse_events(fixture("openai_stream_text.sse")))
+    packed = gzip.compress(sse)
+    thirds = [packed[: len(packed) // 3], packed[len(packed) // 3 : -5], packed[-5:]]
+    gz = {"content-encoding": "gzip"}
+    upstream.push(Reply(chunks=thirds, content_type="text/event-stream", headers=gz))
+    upstream.push(Reply(body=gzip.compress(fixture("openai_chat_response.json")), headers=gz))
+    stream = await sdk(gateway).chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "Hi"}], stream=True
+    )
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text == "".join(
+        (json.loads(e[6:])["choices"] or [{}])[0].get("delta", {}).get("content") or ""
+        for e in (ev.decode().strip() for ev in sse_events(fixture("openai_stream_text.sse")))
+        if e.startswith("data: {")
+    )
+    assert text
+    answer = await sdk(gateway).chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "Hi"}]
+    )
+    expected = json.loads(fixture("openai_chat_response.json"))
+    assert answer.choices[0].message.content == expected["choices"][0]["message"]["content"]
+    rows = await gateway.wait_rows(2)
+    assert [r["status"] for r in rows] == [200, 200]
+    assert rows[0]["completion_tokens"] > 0
