@@ -16,9 +16,8 @@ three changes, each measured with ``bench/run`` on a chat request:
 - **One idle timer per connection.** hypercorn stops its keep-alive task when a
   request arrives and starts a new one (``nursery.start``) when the answer is
   sent; here one task lives as long as the connection and only its deadline
-  moves (7% of the CPU per chat request). It also stops when the client closes:
-  hypercorn's kept the connection's task group, and so the socket in
-  CLOSE-WAIT, for ``keep_alive_timeout`` after every client hang-up.
+  moves (7% of the CPU per chat request). It stops when the client closes, or
+  the connection's task group would wait for it with the socket half-closed.
 - The empty write h11 makes to end a body of known length is skipped.
 
 Behaviour kept: an idle connection is closed after ``keep_alive_timeout`` or at
@@ -142,9 +141,8 @@ class Connection(TCPServer):
         try:
             await super()._read_data()
         finally:
-            # hypercorn leaves its idle timer running after the client closes, and the
-            # connection's task group waits for it: the socket sat in CLOSE-WAIT for
-            # up to keep_alive_timeout after every client hang-up.
+            # The timer outlives requests; the connection's task group would wait for
+            # it, holding the closed socket (CLOSE-WAIT) up to keep_alive_timeout.
             self.idle_task.cancel()
             self._reading = False
             self._flusher.unpark_all()  # the flusher sends what is left and ends
