@@ -54,7 +54,17 @@ async def endless(send):
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-STREAMS = {"/two": two_events_apart, "/endless": endless}
+BIG = b"x" * 60_000  # below Connection.HIGH_WATER: the flusher, not the app, sends it
+
+
+async def big(send):
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"60000")]}
+    )
+    await send({"type": "http.response.body", "body": BIG})
+
+
+STREAMS = {"/two": two_events_apart, "/endless": endless, "/big": big}
 
 
 class Server:
@@ -230,3 +240,33 @@ async def test_a_closing_answer_is_flushed_before_the_close(server, autojump_clo
             data += chunk
         assert data.startswith(b"HTTP/1.1 200")
         assert data.endswith(b"\r\n\r\nok")
+
+
+async def slow_reader(port: int, request: bytes, delay: float) -> bytes:
+    """A client with a 2 KB receive window that starts reading after ``delay``."""
+    sock = trio.socket.socket()
+    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 2048)
+    await sock.connect(("127.0.0.1", port))
+    with sock:
+        await sock.send(request)
+        await trio.sleep(delay)
+        data = b""
+        while chunk := await sock.recv(65536):
+            data += chunk
+    return data.partition(b"\r\n\r\n")[2]
+
+
+async def test_the_idle_timer_does_not_cut_an_answer_still_being_sent(server, autojump_clock):
+    # The client needs longer than keep_alive_timeout (75 s) to take the answer.
+    body = await slow_reader(server.port, b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n", 100)
+    assert len(body) == len(BIG)
+
+
+async def test_shutdown_does_not_cut_an_answer_still_being_sent(server, nursery, autojump_clock):
+    async def stop_soon() -> None:
+        await trio.sleep(1)
+        server.stop.set()
+
+    nursery.start_soon(stop_soon)
+    body = await slow_reader(server.port, b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n", 5)
+    assert len(body) == len(BIG)

@@ -28,6 +28,7 @@ the ``date`` header once a second instead of per response.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -43,6 +44,8 @@ from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState, LifespanState
 from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr, wrap_app
+
+log = logging.getLogger("gateway.server")
 
 
 class ServerConfig(Config):
@@ -167,23 +170,33 @@ class Connection(TCPServer):
             return
         if isinstance(event, Updated):
             if event.idle:
+                # Idle only once the answer is out: the idle timer (or a shutdown) may
+                # close the connection, and must not cut a queued or in-flight write.
+                await self._write()
                 await self.idle_task.restart(self._task_group, self._idle_timeout)
             else:
                 await self.idle_task.stop()
             return
-        if self._pending:
-            await self._write()  # Closed: what was sent before goes out first
+        # Closed: wait for any write in flight (the lock) and send what is queued.
+        await self._write()
         await super().protocol_send(event)
 
     async def _flush_loop(self) -> None:
         """Coalesce writes: everything a request sent before its task next waits
         (response head, body, chunk terminator) goes out in one ``send_all``."""
-        while True:
-            while self._pending:
-                await self._write()
-            if not self._reading:
-                return
-            await self._flusher.park()
+        try:
+            while True:
+                while self._pending:
+                    await self._write()
+                if not self._reading:
+                    return
+                await self._flusher.park()
+        except Exception:
+            # Write errors used to surface in hypercorn's app task, which contains
+            # them; here one would end the whole server through the task group.
+            log.exception("writing to a client failed; closing its connection")
+            self._pending.clear()
+            await trio.aclose_forcefully(self.stream)
 
     async def _write(self) -> None:
         async with self.send_lock:
