@@ -23,15 +23,20 @@ the dashboard and model lists keep httpx's own transport.
 Rules it keeps:
 
 - An idle connection is reused only if it has not expired (``keepalive_expiry``)
-  and the socket has nothing to read (a closed or misbehaving server).
-- A reused connection that fails before any byte of the response arrives (the
-  server closed it just as we sent) is retried once on a new connection.
+  and nothing is waiting to be read, on the socket or inside the TLS layer (a
+  closed or misbehaving server). Expired ones are closed when next looked at.
+- A reused connection is retried once on a new connection only when it is
+  certain the provider did not act on the request: the write failed, or the
+  connection closed before any response byte and the request may be replayed
+  (GET, HEAD, OPTIONS, or an ``Idempotency-Key`` header). A chat POST that may
+  have reached the provider is never sent again: that could bill it twice.
 - A connection goes back to the pool only after its whole body was read and
   neither side said ``Connection: close``. Closing a response early drops it.
-- ``max_connections`` bounds open connections; waiting for one is bounded by the
+- ``max_connections`` bounds connections in use; waiting for one is bounded by the
   ``pool`` timeout. Timeouts come from the request's ``timeout`` extension when
-  present; a read timeout applies to each socket read. The gateway's relay puts
-  its own deadlines around the exchange and sends no read timeout.
+  present; a read timeout applies to each socket read, a write timeout to sending
+  the request. The gateway's relay puts its own deadlines around the exchange and
+  sends no read or write timeout.
 """
 
 from __future__ import annotations
@@ -94,21 +99,40 @@ async def _receive(
         raise httpx.ReadError(f"read failed: {exc.__class__.__name__}", request=request) from exc
 
 
-def _timeouts(request: httpx.Request, connect: float) -> tuple[float, float, float]:
-    """(pool, connect, read) in seconds from the ``timeout`` extension; ``inf`` if unset.
+def _timeouts(request: httpx.Request, connect: float) -> tuple[float, float, float, float]:
+    """(pool, connect, read, write) in seconds from the ``timeout`` extension;
+    ``inf`` where unset.
 
     Without the extension: the transport's connect timeout bounds both the wait
     for a free connection and connecting, and reads are not bounded here.
     """
     t = request.extensions.get("timeout")
     if not t:
-        return connect, connect, inf
+        return connect, connect, inf, inf
 
     def get(key: str, default: float) -> float:
         value = t.get(key)
         return default if value is None else float(value)
 
-    return get("pool", inf), get("connect", connect), get("read", inf)
+    return get("pool", inf), get("connect", connect), get("read", inf), get("write", inf)
+
+
+_REPLAYABLE = frozenset(("GET", "HEAD", "OPTIONS"))
+
+
+def _replayable(method: str, headers: Mapping[str, str] | httpx.Headers) -> bool:
+    """Whether sending the request twice is harmless (RFC 9110 9.2.2)."""
+    return method in _REPLAYABLE or any(k.lower() == "idempotency-key" for k in headers)
+
+
+def _tls_buffered(stream: trio.abc.Stream) -> bool:
+    """Bytes the TLS layer already read but nobody asked for (a stray record after a
+    response). trio has no public API for it; these are its SSLStream internals."""
+    ssl_object = getattr(stream, "_ssl_object", None)
+    incoming = getattr(stream, "_incoming", None)
+    return bool(ssl_object is not None and ssl_object.pending()) or bool(
+        incoming is not None and incoming.pending
+    )
 
 
 class _Body(httpx.AsyncByteStream):
@@ -179,9 +203,7 @@ class _Body(httpx.AsyncByteStream):
     def _finish(self, keep: bool) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            self._pool._release(conn, keep)
-            if not keep:
-                conn.close()
+            self._pool._release(conn, keep)  # closes it unless pooled
 
 
 class ProviderTransport(httpx.AsyncBaseTransport):
@@ -214,7 +236,7 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         """httpx's entry point."""
         if self._closed:
             raise httpx.ConnectError("transport closed", request=request)
-        pool_t, connect_t, read_t = _timeouts(request, self._connect_timeout)
+        pool_t, connect_t, read_t, write_t = _timeouts(request, self._connect_timeout)
         url = request.url
         scheme = url.scheme
         origin = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
@@ -225,10 +247,9 @@ class ProviderTransport(httpx.AsyncBaseTransport):
             serialize(request, body),
             request.method,
             close,
+            _replayable(request.method, request.headers),
             request,
-            pool_t,
-            connect_t,
-            read_t,
+            (pool_t, connect_t, read_t, write_t),
         )
 
     async def send(
@@ -255,7 +276,15 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         except UnicodeEncodeError as exc:
             raise httpx.LocalProtocolError("header is not latin-1 text") from exc
         limit = self._connect_timeout
-        return await self._round_trip(origin, payload, method, False, None, limit, limit, inf)
+        return await self._round_trip(
+            origin,
+            payload,
+            method,
+            False,
+            _replayable(method, headers),
+            None,
+            (limit, limit, inf, inf),
+        )
 
     def _route(self, url: str) -> tuple[tuple[str, str, int], str]:
         """(origin, "<target> HTTP/1.1 + Host line") for ``url``, parsed once."""
@@ -277,12 +306,13 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         payload: bytes,
         method: str,
         close: bool,
+        replayable: bool,
         request: httpx.Request | None,
-        pool_t: float,
-        connect_t: float,
-        read_t: float,
+        timeouts: tuple[float, float, float, float],
     ) -> httpx.Response:
-        """Send ``payload`` on a pooled (or new) connection; return at the response head."""
+        """Send ``payload`` on a pooled (or new) connection; return at the response head.
+        ``timeouts``: pool, connect, read, write."""
+        pool_t, connect_t, read_t, write_t = timeouts
         try:
             with trio.fail_after(pool_t):
                 await self._slots.acquire()
@@ -293,13 +323,15 @@ class ProviderTransport(httpx.AsyncBaseTransport):
             conn = self._take_idle(origin)
             if conn is not None:
                 try:
-                    head = await self._exchange(conn, payload, request, read_t, reused=True)
+                    head = await self._exchange(
+                        conn, payload, request, read_t, write_t, retry=replayable
+                    )
                 except _Stale:
                     conn.close()
                     conn = None
             if conn is None:
                 conn = await self._connect(origin, connect_t, request)
-                head = await self._exchange(conn, payload, request, read_t, reused=False)
+                head = await self._exchange(conn, payload, request, read_t, write_t, retry=None)
             status, reason, version, headers = head
             body = _Body(
                 self,
@@ -325,16 +357,23 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         now = trio.current_time()
         while idle:
             conn = idle.pop()
-            if conn.expires > now and not conn.socket.is_readable():
+            if (
+                conn.expires > now
+                and not conn.socket.is_readable()
+                and not _tls_buffered(conn.stream)
+            ):
                 return conn
             conn.close()  # expired or closed by the server
         return None
 
     def _release(self, conn: _Connection, keep: bool) -> None:
+        """Free the slot; pool ``conn`` if ``keep`` (and the pool is open), else close it."""
         self._slots.release()
         if keep and not self._closed:
             conn.expires = trio.current_time() + self._keepalive_expiry
             self._idle.setdefault(conn.origin, deque()).append(conn)
+        else:
+            conn.close()
 
     async def _connect(
         self, origin: tuple[str, str, int], connect_limit: float, request: httpx.Request | None
@@ -368,23 +407,34 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         payload: bytes,
         request: httpx.Request | None,
         read_t: float,
-        reused: bool,
+        write_t: float,
+        retry: bool | None,
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
-        """Send the request and read the response head (skipping 1xx)."""
+        """Send the request and read the response head (skipping 1xx). ``retry`` is None
+        on a new connection; on a reused one, raise ``_Stale`` when a write fails, and
+        also when it closes before any response byte if ``retry`` (replayable)."""
         try:
-            await conn.stream.send_all(payload)
+            with trio.fail_after(write_t):
+                await conn.stream.send_all(payload)
+        except trio.TooSlowError as exc:
+            raise httpx.WriteTimeout("timed out writing to provider", request=request) from exc
         except _CLOSE_ERRORS as exc:
-            if reused:
+            if retry is not None:
                 raise _Stale from exc
             raise httpx.WriteError(
                 f"write failed: {exc.__class__.__name__}", request=request
             ) from exc
         buf = conn.buf
+        answered = False  # any response byte seen (a 1xx counts)
         while True:
             end = buf.find(b"\r\n\r\n")
             if end >= 0:
                 head = parse_head(bytes(buf[:end]), request)
                 del buf[: end + 4]
+                if head[0] == 101:
+                    raise httpx.RemoteProtocolError(
+                        "provider switched protocols unasked", request=request
+                    )
                 if 100 <= head[0] < 200:
                     continue  # informational: the real answer follows
                 return head
@@ -395,15 +445,16 @@ class ProviderTransport(httpx.AsyncBaseTransport):
             try:
                 data = await _receive(conn.stream, read_t, request)
             except httpx.ReadError:
-                if reused and not buf:
+                if retry and not answered:
                     raise _Stale from None
                 raise
             if not data:
-                if reused and not buf:
+                if retry and not answered:
                     raise _Stale
                 raise httpx.RemoteProtocolError(
                     "provider disconnected without sending a response", request=request
                 )
+            answered = True
             buf += data
 
     async def aclose(self) -> None:

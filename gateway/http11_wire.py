@@ -7,20 +7,30 @@ Errors are httpx's (``RemoteProtocolError``, ``LocalProtocolError``), carrying t
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 #: The largest chunk-size or trailer line accepted in a chunked body.
 MAX_LINE = 8 * 1024
 
 
+#: Headers whose framing this module writes itself: the body is always sent whole,
+#: with its length (a streamed httpx body arrives marked ``Transfer-Encoding: chunked``).
+_FRAMING = (b"content-length", b"transfer-encoding")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
+_BAD_IN_HEADER = re.compile(rb"[\r\n\x00]")
+
+
 def serialize(request: httpx.Request, body: bytes) -> bytes:
     url = request.url
     out = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
     for name, value in request.headers.raw:
-        if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
+        if _BAD_IN_HEADER.search(name) or _BAD_IN_HEADER.search(value):
             raise httpx.LocalProtocolError("header contains a line break", request=request)
-        out += (name, b": ", value, b"\r\n")
-    if body and "content-length" not in request.headers:
+        if name.lower() not in _FRAMING:
+            out += (name, b": ", value, b"\r\n")
+    if body or request.method not in ("GET", "HEAD"):
         out += (b"Content-Length: ", str(len(body)).encode(), b"\r\n")
     out += (b"\r\n", body)
     return b"".join(out)
@@ -41,7 +51,13 @@ def parse_head(
     headers = []
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        if not colon or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
+        if (
+            not colon
+            or not name
+            or name != name.strip()
+            or line[:1] in (b" ", b"\t")
+            or _BAD_IN_HEADER.search(line)
+        ):
             raise httpx.RemoteProtocolError("provider sent an invalid header line", request=request)
         headers.append((name, value.strip(b" \t")))
     return int(code), parts[2] if len(parts) > 2 else b"", version, headers
@@ -85,12 +101,16 @@ def framing(
     if method == "HEAD" or status in (204, 304):
         return Framing(False, 0, keep_alive)
     if te is not None:
-        if te.rsplit(b",", 1)[-1].strip() == b"chunked":
-            return Framing(True, None, keep_alive)
-        return Framing(False, None, False)
+        # RFC 9112 6.1/6.3: chunked is the only coding we can take off; a message that
+        # also has a length, or comes from HTTP/1.0, must not be followed by another.
+        if te.strip() != b"chunked":
+            raise httpx.RemoteProtocolError(
+                "provider sent an unsupported Transfer-Encoding", request=request
+            )
+        return Framing(True, None, keep_alive and not lengths and version == b"HTTP/1.1")
     if lengths:
         (value,) = lengths if len(lengths) == 1 else (b"x",)
-        if not value.isdigit():
+        if not value.isdigit() or len(value) > 18:
             raise httpx.RemoteProtocolError(
                 "provider sent an invalid Content-Length", request=request
             )
@@ -130,17 +150,12 @@ class ChunkedDecoder:
             line = bytes(buf[:end])
             del buf[: end + 2]
             if self.state == self.SIZE:
-                size = line.split(b";", 1)[0].strip()
-                try:
-                    self.left = int(size, 16)
-                except ValueError:
-                    raise httpx.RemoteProtocolError(
-                        "provider sent an invalid chunk size", request=request
-                    ) from None
-                if self.left < 0:
+                size = line.split(b";", 1)[0].rstrip(b" \t")  # BWS only before ";"
+                if not _CHUNK_SIZE.fullmatch(size):  # int() would take "0x5", "-0", "5_0"
                     raise httpx.RemoteProtocolError(
                         "provider sent an invalid chunk size", request=request
                     )
+                self.left = int(size, 16)
                 self.state = self.DATA if self.left else self.TRAILER
             elif self.state == self.DATA_END:
                 if line:

@@ -9,6 +9,7 @@ the request path); the whole API suite runs through it too.
 from __future__ import annotations
 
 import gzip
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -22,6 +23,7 @@ from gateway.http11 import ProviderTransport
 
 Handler = Callable[[trio.abc.Stream, int], Awaitable[None]]
 
+CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 
 
@@ -206,22 +208,42 @@ async def test_an_idle_connection_the_server_closed_is_not_used(transport, nurse
     assert server.connections == 2
 
 
-async def test_a_reused_connection_closed_on_our_request_is_retried_once(transport, nursery):
+@pytest.mark.parametrize(
+    ("method", "headers", "retried"),
+    [
+        ("POST", {}, False),  # a chat call is never sent twice: it could bill twice
+        ("POST", {"Idempotency-Key": "k1"}, True),
+        ("GET", {}, True),
+    ],
+)
+async def test_a_reused_connection_closed_on_our_request_is_retried_only_if_replayable(
+    transport, nursery, method, headers, retried
+):
     async def handler(stream: trio.abc.Stream, n: int) -> None:
         await server.read_request(stream)
         if n == 0:
             await stream.send_all(OK)
-            await server.read_request(stream)  # the keep-alive race: read, then close
+            await server.read_request(stream)  # read the next one, then close unanswered
             return
         await stream.send_all(OK)
 
     server = Server(handler)
     await server.start(nursery)
     t = transport()
-    for _ in range(2):
-        assert (await get(t, f"http://127.0.0.1:{server.port}/")).content == b"ok"
-    assert server.connections == 2
-    assert len(server.requests) == 3
+    url = f"http://127.0.0.1:{server.port}/"
+    first = await t.send(method, url, headers, b"")
+    assert await first.aread() == b"ok"
+    await first.aclose()
+    if retried:
+        response = await t.send(method, url, headers, b"")
+        assert response.status_code == 200
+        await response.aclose()
+        assert (server.connections, len(server.requests)) == (2, 3)
+    else:
+        with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+            await t.send(method, url, headers, b"")
+        assert (server.connections, len(server.requests)) == (1, 2)
+    assert t.statistics()["in_use"] == 0
 
 
 async def test_a_new_connection_closed_without_an_answer_is_an_error(transport, nursery):
@@ -249,6 +271,27 @@ async def test_a_new_connection_closed_without_an_answer_is_an_error(transport, 
         (b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n", "header line"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", "Content-Length"),
         (b"HTTP/1.1 200 OK\r\n" + b"X-Big: " + b"a" * 70_000, "too large"),
+        # int(x, 16) takes all of these; a desync on a pooled connection if we did
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\nok\r\n0\r\n\r\n",
+            "chunk size",
+        ),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-0\r\n\r\n", "chunk size"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0_2\r\nok\r\n0\r\n\r\n",
+            "chunk size",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n+2\r\nok\r\n0\r\n\r\n",
+            "chunk size",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+            "Transfer-Encoding",
+        ),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", "Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nX: a\nSet-Cookie: b\r\nContent-Length: 0\r\n\r\n", "header line"),
+        (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", "switched protocols"),
     ],
 )
 async def test_broken_responses_are_protocol_errors(transport, nursery, answer, match):
@@ -413,3 +456,72 @@ async def test_the_relays_entry_point_sends_the_same_request_without_httpx_reque
     with pytest.raises(httpx.UnsupportedProtocol):
         await t.send("POST", "ftp://127.0.0.1/", {}, b"")
     assert t.statistics() == {"in_use": 0, "idle": 1}
+
+
+async def test_a_body_with_both_chunked_and_a_length_ends_its_connection(transport, nursery):
+    answer = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\n\r\n"
+        b"2\r\nok\r\n0\r\n\r\n"
+    )
+    server = Server(lambda s, n: serve_each(server, [answer, answer], s))
+    await server.start(nursery)
+    t = transport()
+    for _ in range(2):
+        assert (await get(t, f"http://127.0.0.1:{server.port}/")).content == b"ok"
+    assert server.connections == 2  # RFC 9112 6.3: close after such a message
+
+
+async def test_a_streamed_request_body_is_sent_whole_with_one_length(transport, nursery):
+    server = Server(lambda s, n: serve_each(server, [OK], s))
+    await server.start(nursery)
+
+    async def parts():
+        yield b"ab"
+        yield b"c"
+
+    request = httpx.Request("POST", f"http://127.0.0.1:{server.port}/x", content=parts())
+    assert request.headers["transfer-encoding"] == "chunked"
+    response = await transport().handle_async_request(request)
+    await response.aread()
+    sent = server.requests[0].lower()
+    assert b"transfer-encoding" not in sent
+    assert sent.count(b"content-length") == 1
+    assert sent.endswith(b"content-length: 3\r\n\r\nabc")
+
+
+async def test_a_response_finished_after_the_transport_closed_closes_its_socket(transport, nursery):
+    server = Server(lambda s, n: serve_each(server, [OK], s))
+    await server.start(nursery)
+    t = transport()
+    response = await t.send("POST", f"http://127.0.0.1:{server.port}/", {}, b"")
+    await t.aclose()  # e.g. shutdown with a provider call in flight
+    await response.aread()  # an unclosed socket would fail the test (ResourceWarning)
+    assert t.statistics() == {"in_use": 0, "idle": 0}
+
+
+async def test_a_stray_tls_record_after_an_answer_is_not_read_as_the_next_one(transport, nursery):
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+
+    async def handler(stream: trio.abc.Stream, n: int) -> None:
+        await server.read_request(stream)
+        if n == 0:  # two TLS records in one TCP segment: the answer, then junk
+            tcp = stream.transport_stream  # type: ignore[attr-defined]
+            tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+            await stream.send_all(OK)
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nSTALE")
+            tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+            await trio.sleep_forever()
+        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh")
+
+    server = Server(handler, tls=server_ctx)
+    await server.start(nursery)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    t = transport(ssl_context=client_ctx)
+    url = f"https://localhost:{server.port}/"
+    assert (await get(t, url)).content == b"ok"
+    await trio.sleep(0.1)
+    assert (await get(t, url)).content == b"fresh"
+    assert server.connections == 2

@@ -237,6 +237,8 @@ async def serve(
                 sockets = config.create_sockets()
                 for sock in sockets.insecure_sockets:
                     sock.listen(config.backlog)
+            if sockets.secure_sockets or sockets.quic_sockets:
+                raise ValueError("serve() speaks plain HTTP; TLS belongs to the proxy in front")
             listeners = []
             binds = []
             for sock in sockets.insecure_sockets:
