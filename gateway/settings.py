@@ -150,7 +150,9 @@ class ProviderSettings:
         120.0, "Seconds a started answer may stall: between stream chunks, or body reads."
     )
     deadline: float = _f(3600.0, "Overall seconds a request or stream may take.")
-    max_connections: int = _f(100, "Connection pool size for this provider.")
+    max_connections: int = _f(
+        100, "Requests in flight to this provider at once; more wait up to connect_timeout."
+    )
     api_key: str | None = field(default=None, repr=False, metadata={"internal": True})
 
 
