@@ -54,6 +54,20 @@ class Server:
         finally:
             await trio.aclose_forcefully(s)
 
+    @classmethod
+    def answering(cls, answer: bytes, then: str = "close") -> Server:
+        """A server that reads each connection's first request and sends ``answer``;
+        ``then`` is "close" (the connection) or "hang" (keep it open, silent)."""
+
+        async def handler(stream: trio.abc.Stream, n: int) -> None:
+            await server.read_request(stream)
+            await stream.send_all(answer)
+            if then == "hang":
+                await trio.sleep_forever()
+
+        server = cls(handler)
+        return server
+
     async def read_request(self, stream: trio.abc.Stream) -> bytes:
         """Read one request (head + Content-Length body) and remember it."""
         buf = b""
@@ -195,11 +209,7 @@ async def test_body_until_close_and_connection_close_are_not_reused(transport, n
 
 
 async def test_an_idle_connection_the_server_closed_is_not_used(transport, nursery):
-    async def handler(stream: trio.abc.Stream, n: int) -> None:
-        await server.read_request(stream)
-        await stream.send_all(OK)  # then close: the pooled connection is dead
-
-    server = Server(handler)
+    server = Server.answering(OK)  # then close: the pooled connection is dead
     await server.start(nursery)
     t = transport()
     assert (await get(t, f"http://127.0.0.1:{server.port}/")).content == b"ok"
@@ -295,11 +305,7 @@ async def test_a_new_connection_closed_without_an_answer_is_an_error(transport, 
     ],
 )
 async def test_broken_responses_are_protocol_errors(transport, nursery, answer, match):
-    async def handler(stream: trio.abc.Stream, n: int) -> None:
-        await server.read_request(stream)
-        await stream.send_all(answer)
-
-    server = Server(handler)
+    server = Server.answering(answer)
     await server.start(nursery)
     t = transport()
     with pytest.raises(httpx.RemoteProtocolError, match=match):
@@ -325,12 +331,7 @@ async def test_informational_responses_are_skipped_and_gzip_is_decoded(transport
 
 
 async def test_closing_a_response_early_drops_its_connection(transport, nursery):
-    async def handler(stream: trio.abc.Stream, n: int) -> None:
-        await server.read_request(stream)
-        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart")
-        await trio.sleep_forever()
-
-    server = Server(handler)
+    server = Server.answering(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npart", then="hang")
     await server.start(nursery)
     t = transport()
     request = httpx.Request("GET", f"http://127.0.0.1:{server.port}/")
@@ -341,12 +342,9 @@ async def test_closing_a_response_early_drops_its_connection(transport, nursery)
 
 
 async def test_cancelled_mid_body_releases_the_connection(transport, nursery):
-    async def handler(stream: trio.abc.Stream, n: int) -> None:
-        await server.read_request(stream)
-        await stream.send_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n")
-        await trio.sleep_forever()
-
-    server = Server(handler)
+    server = Server.answering(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n", then="hang"
+    )
     await server.start(nursery)
     t = transport()
     got = []
@@ -364,12 +362,7 @@ async def test_cancelled_mid_body_releases_the_connection(transport, nursery):
 
 
 async def test_pool_limit_waits_then_times_out(transport, nursery, autojump_clock):
-    async def handler(stream: trio.abc.Stream, n: int) -> None:
-        await server.read_request(stream)
-        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
-        await trio.sleep_forever()
-
-    server = Server(handler)
+    server = Server.answering(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", then="hang")
     await server.start(nursery)
     t = transport(max_connections=1)
     held = await t.handle_async_request(httpx.Request("GET", f"http://127.0.0.1:{server.port}/"))
