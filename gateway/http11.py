@@ -49,7 +49,14 @@ from math import inf
 import httpx
 import trio
 
-from .http11_wire import ChunkedDecoder, Framing, framing, parse_head, serialize
+from .http11_wire import (
+    ChunkedDecoder,
+    Framing,
+    framing,
+    parse_head,
+    serialize,
+    serialize_parts,
+)
 
 READ_SIZE = 65536
 #: The largest response head (status line + headers) accepted.
@@ -99,16 +106,24 @@ async def _receive(
         raise httpx.ReadError(f"read failed: {exc.__class__.__name__}", request=request) from exc
 
 
+def _origin(url: httpx.URL) -> tuple[str, str, int]:
+    scheme = url.scheme
+    return scheme, url.host, url.port or (443 if scheme == "https" else 80)
+
+
+def _default_timeouts(connect: float) -> tuple[float, float, float, float]:
+    """(pool, connect, read, write) when the caller sets none: the connect timeout
+    bounds both the wait for a free connection and connecting; reads and writes are
+    the caller's to bound (the relay does)."""
+    return connect, connect, inf, inf
+
+
 def _timeouts(request: httpx.Request, connect: float) -> tuple[float, float, float, float]:
     """(pool, connect, read, write) in seconds from the ``timeout`` extension;
-    ``inf`` where unset.
-
-    Without the extension: the transport's connect timeout bounds both the wait
-    for a free connection and connecting, and reads are not bounded here.
-    """
+    ``inf`` where unset."""
     t = request.extensions.get("timeout")
     if not t:
-        return connect, connect, inf, inf
+        return _default_timeouts(connect)
 
     def get(key: str, default: float) -> float:
         value = t.get(key)
@@ -207,7 +222,7 @@ class _Body(httpx.AsyncByteStream):
 
 
 class ProviderTransport(httpx.AsyncBaseTransport):
-    """HTTP/1.1 to one or more origins, at most ``max_connections`` open at once."""
+    """HTTP/1.1 to one or more origins, at most ``max_connections`` in use at once."""
 
     def __init__(
         self,
@@ -228,7 +243,7 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         self._closed = False
 
     def statistics(self) -> dict[str, int]:
-        """Connections in use and idle (for tests and the dashboard)."""
+        """Connections in use and idle."""
         idle = sum(len(q) for q in self._idle.values())
         return {"in_use": self._max - self._slots.value, "idle": idle}
 
@@ -236,20 +251,16 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         """httpx's entry point."""
         if self._closed:
             raise httpx.ConnectError("transport closed", request=request)
-        pool_t, connect_t, read_t, write_t = _timeouts(request, self._connect_timeout)
-        url = request.url
-        scheme = url.scheme
-        origin = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
         body = b"".join([part async for part in request.stream])  # type: ignore[union-attr]
         close = "close" in request.headers.get("connection", "").lower()
         return await self._round_trip(
-            origin,
+            _origin(request.url),
             serialize(request, body),
             request.method,
             close,
             _replayable(request.method, request.headers),
             request,
-            (pool_t, connect_t, read_t, write_t),
+            _timeouts(request, self._connect_timeout),
         )
 
     async def send(
@@ -265,34 +276,22 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         if route is None:
             route = self._route(url)
         origin, start = route
-        head = [method, " ", start]
-        for name, value in headers.items():
-            if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-                raise httpx.LocalProtocolError("header contains a line break")
-            head += (name, ": ", value, "\r\n")
-        head += ("Content-Length: ", str(len(body)), "\r\n\r\n")
-        try:
-            payload = "".join(head).encode("latin-1") + body
-        except UnicodeEncodeError as exc:
-            raise httpx.LocalProtocolError("header is not latin-1 text") from exc
-        limit = self._connect_timeout
         return await self._round_trip(
             origin,
-            payload,
+            serialize_parts(method, start, headers, body),
             method,
             False,
             _replayable(method, headers),
             None,
-            (limit, limit, inf, inf),
+            _default_timeouts(self._connect_timeout),
         )
 
     def _route(self, url: str) -> tuple[tuple[str, str, int], str]:
         """(origin, "<target> HTTP/1.1 + Host line") for ``url``, parsed once."""
         parsed = httpx.URL(url)
-        scheme = parsed.scheme
-        if scheme not in ("http", "https"):
-            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
-        origin = (scheme, parsed.host, parsed.port or (443 if scheme == "https" else 80))
+        if parsed.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {parsed.scheme!r}")
+        origin = _origin(parsed)
         host = parsed.netloc.decode("ascii")
         route = origin, f"{parsed.raw_path.decode('ascii')} HTTP/1.1\r\nHost: {host}\r\n"
         if len(self._routes) >= 1024:  # a provider uses a handful of URLs
@@ -314,10 +313,15 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         ``timeouts``: pool, connect, read, write."""
         pool_t, connect_t, read_t, write_t = timeouts
         try:
-            with trio.fail_after(pool_t):
-                await self._slots.acquire()
-        except trio.TooSlowError as exc:
-            raise httpx.PoolTimeout("no free connection to the provider", request=request) from exc
+            self._slots.acquire_nowait()  # the usual case: no cancel scope to build
+        except trio.WouldBlock:
+            try:
+                with trio.fail_after(pool_t):
+                    await self._slots.acquire()
+            except trio.TooSlowError as exc:
+                raise httpx.PoolTimeout(
+                    "no free connection to the provider", request=request
+                ) from exc
         conn: _Connection | None = None
         try:
             conn = self._take_idle(origin)
@@ -341,9 +345,10 @@ class ProviderTransport(httpx.AsyncBaseTransport):
                 read_t,
             )
         except BaseException:
-            self._slots.release()
-            if conn is not None:
-                conn.close()
+            if conn is None:
+                self._slots.release()
+            else:
+                self._release(conn, keep=False)
             raise
         return httpx.Response(
             status,
@@ -414,8 +419,11 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         on a new connection; on a reused one, raise ``_Stale`` when a write fails, and
         also when it closes before any response byte if ``retry`` (replayable)."""
         try:
-            with trio.fail_after(write_t):
+            if write_t == inf:  # the relay's calls: it bounds the whole exchange itself
                 await conn.stream.send_all(payload)
+            else:
+                with trio.fail_after(write_t):
+                    await conn.stream.send_all(payload)
         except trio.TooSlowError as exc:
             raise httpx.WriteTimeout("timed out writing to provider", request=request) from exc
         except _CLOSE_ERRORS as exc:

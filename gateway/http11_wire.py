@@ -8,6 +8,7 @@ Errors are httpx's (``RemoteProtocolError``, ``LocalProtocolError``), carrying t
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 import httpx
 
@@ -20,6 +21,7 @@ MAX_LINE = 8 * 1024
 _FRAMING = (b"content-length", b"transfer-encoding")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
 _BAD_IN_HEADER = re.compile(rb"[\r\n\x00]")
+_BAD_IN_TEXT = re.compile(r"[\r\n\x00]")
 
 
 def serialize(request: httpx.Request, body: bytes) -> bytes:
@@ -34,6 +36,21 @@ def serialize(request: httpx.Request, body: bytes) -> bytes:
         out += (b"Content-Length: ", str(len(body)).encode(), b"\r\n")
     out += (b"\r\n", body)
     return b"".join(out)
+
+
+def serialize_parts(method: str, start: str, headers: Mapping[str, str], body: bytes) -> bytes:
+    """The relay's request: ``start`` is "<target> HTTP/1.1\\r\\nHost: ...\\r\\n";
+    the same header rules as ``serialize``, and the length written here."""
+    head = [method, " ", start]
+    for name, value in headers.items():
+        if _BAD_IN_TEXT.search(name) or _BAD_IN_TEXT.search(value):
+            raise httpx.LocalProtocolError("header contains a line break")
+        head += (name, ": ", value, "\r\n")
+    head += ("Content-Length: ", str(len(body)), "\r\n\r\n")
+    try:
+        return "".join(head).encode("latin-1") + body
+    except UnicodeEncodeError as exc:
+        raise httpx.LocalProtocolError("header is not latin-1 text") from exc
 
 
 def parse_head(

@@ -154,19 +154,17 @@ class Connection(TCPServer):
         if isinstance(event, RawData):
             if not event.data:
                 return  # h11's end of a sized body: nothing to write
-            if not self._reading:
-                self._pending.append(event.data)
-                await self._write()
-                return
             self._pending.append(event.data)
             self._pending_size += len(event.data)
-            if not self._flushing:
-                self._flushing = True
-                self._task_group._nursery.start_soon(self._flush_loop)  # type: ignore[union-attr]
-            else:
-                self._flusher.unpark()
-            if self._pending_size > self.HIGH_WATER:
-                await self._write()  # a slow reader holds the sender back
+            if self._reading and self._pending_size <= self.HIGH_WATER:
+                if not self._flushing:
+                    self._flushing = True
+                    self._task_group._nursery.start_soon(self._flush_loop)  # type: ignore[union-attr]
+                else:
+                    self._flusher.unpark()
+                return
+            # After the read loop (no flusher), or a slow reader: the sender waits.
+            await self._write()
             return
         if isinstance(event, Updated):
             if event.idle:
