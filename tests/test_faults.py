@@ -13,7 +13,6 @@ import json
 import random
 import signal
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import httpx
 import trio
 
 from tests.fakes.upstream import FakeUpstream, Received, Reply, fixture, sse_events
-from tests.test_shutdown import free_port, process_env
+from tests.serve_process import free_port, process_env, start_serve, wait_healthy
 
 EVENTS = sse_events(fixture("openai_stream_text.sse"))
 ANSWER = fixture("openai_chat_response.json")
@@ -206,25 +205,10 @@ async def start(tmp_path: Path, nursery: trio.Nursery) -> tuple[Any, str, str, P
     port = free_port()
     config = write_config(tmp_path, port, openai_fake.url, deepseek_fake.url)
     env = process_env() | {"DEEPSEEK_API_KEY": "sk-ds-test"}
-    cli = [sys.executable, "-m", "gateway", "--config", str(config)]
-    made = await trio.run_process(
-        [*cli, "keys", "create", "faults"], cwd=tmp_path, env=env, capture_stdout=True
-    )
-    key = made.stdout.decode().splitlines()[-1]
-    with (tmp_path / "serve.log").open("wb") as log:  # the child keeps its own copy
-        proc = await trio.lowlevel.open_process(
-            [*cli, "serve"], cwd=tmp_path, env=env, stdout=log, stderr=log
-        )
+    proc, key, log_path = await start_serve(config, tmp_path, env, "faults")
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base) as client:
-        with trio.fail_after(15):
-            while True:
-                try:
-                    if (await client.get("/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await trio.sleep(0.05)
+        await wait_healthy(client, proc, log_path, 15)
     return proc, base, key, tmp_path / "gw.db"
 
 

@@ -17,7 +17,6 @@ import functools
 import os
 import re
 import shutil
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ import trio_websocket
 
 from tests.conftest import make_settings, start_gateway
 from tests.fakes.upstream import FakeUpstream, stream_reply
+from tests.serve_process import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCATIONS = ROOT / "contrib" / "nginx" / "llm-proxy-locations.conf"
@@ -50,12 +50,6 @@ NGINX = nginx_binary()
 pytestmark = pytest.mark.skipif(
     NGINX is None, reason="nginx not installed (Debian package: nginx; .ci/run installs it)"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def nginx_conf(prefix: Path, listen_port: int, upstream_port: int) -> str:

@@ -4,11 +4,8 @@ while requests are in flight, finishes every one of them, logs every one, exits 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +20,11 @@ from tests.fakes.upstream import (
     openai_default,
     sse_events,
 )
+from tests.serve_process import free_port, process_env, start_serve, wait_healthy
 
-ROOT = Path(__file__).resolve().parent.parent
-PROVIDER_VARS = ("OPENAI_API_KEY", "GEMINI_API_KEY", "DEEPSEEK_API_KEY", "GROK_API_KEY")
 STREAM_SECONDS = 1.0
 N_STREAMS = 20
 N_PLAIN = 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def slow_openai(req: Received) -> Reply:
@@ -100,16 +89,6 @@ enabled = false
     return config
 
 
-def process_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in PROVIDER_VARS}
-    env.pop("LLM_PROXY_CONFIG", None)
-    env["PYTHONPATH"] = str(ROOT)
-    # The process runs in tmp_path: a relative cache folder would not be found there.
-    env["TIKTOKEN_CACHE_DIR"] = str(ROOT.parent / "shared" / "tiktoken-cache")
-    env["OPENAI_API_KEY"] = "sk-upstream-test"
-    return env
-
-
 def count_rows(db_path: Path) -> list[int]:
     con = sqlite3.connect(db_path)
     try:
@@ -123,33 +102,13 @@ async def test_serve_finishes_in_flight_requests_on_sigterm(tmp_path, nursery):
     await upstream.start(nursery)
     port = free_port()
     config = write_config(tmp_path, port, upstream.url)
-    env = process_env()
-    cli = [sys.executable, "-m", "gateway", "--config", str(config)]
-
-    created = await trio.run_process(
-        [*cli, "keys", "create", "shutdown-test"], cwd=tmp_path, env=env, capture_stdout=True
-    )
-    key = created.stdout.decode().splitlines()[-1]
+    proc, key, log_path = await start_serve(config, tmp_path, process_env(), "shutdown-test")
     base = f"http://127.0.0.1:{port}"
-
-    log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log_file:
-        proc = await trio.lowlevel.open_process(
-            [*cli, "serve"], cwd=tmp_path, env=env, stdout=log_file, stderr=log_file
-        )
     try:
         async with httpx.AsyncClient(
             base_url=base, headers={"authorization": f"Bearer {key}"}, timeout=10
         ) as client:
-            with trio.fail_after(10):
-                while True:
-                    try:
-                        if (await client.get("/health")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    assert proc.returncode is None, log_path.read_text()
-                    await trio.sleep(0.05)
+            await wait_healthy(client, proc, log_path, 10)
 
             streams: list[bytes] = []
             plain: list[tuple[int, dict[str, object]]] = []

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-import sys
 from pathlib import Path
 
 import httpx
 import trio
 
 from tests.fakes.upstream import FakeUpstream
-from tests.test_shutdown import free_port, process_env
+from tests.serve_process import free_port, process_env, start_serve, wait_healthy
 
 
 def children(pid: int) -> list[str]:
@@ -45,29 +44,13 @@ enabled = false
 [models_dev]
 enabled = false
 """)
-    env = process_env()
-    cli = [sys.executable, "-m", "gateway", "--config", str(config)]
-    made = await trio.run_process(
-        [*cli, "keys", "create", "w"], cwd=tmp_path, env=env, capture_stdout=True
-    )
-    key = made.stdout.decode().splitlines()[-1]
-    with (tmp_path / "serve.log").open("wb") as log:
-        proc = await trio.lowlevel.open_process(
-            [*cli, "serve"], cwd=tmp_path, env=env, stdout=log, stderr=log
-        )
+    proc, key, log_path = await start_serve(config, tmp_path, process_env(), "w")
     try:
         base = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(
             base_url=base, timeout=10, headers={"authorization": f"Bearer {key}"}
         ) as client:
-            with trio.fail_after(20):
-                while True:
-                    try:
-                        if (await client.get("/health")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await trio.sleep(0.05)
+            await wait_healthy(client, proc, log_path, 20)
             workers = [
                 c for c in children(proc.pid) if "spawn_main" in c and "resource_tracker" not in c
             ]
